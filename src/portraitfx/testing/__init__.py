@@ -1,0 +1,1 @@
+"""Helpers to build test media (clips, stills) offline; used by the tests, benchmarks and the demo."""
