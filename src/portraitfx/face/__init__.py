@@ -1,0 +1,1 @@
+"""Face analysis: detection, mesh, pose, alignment, regions, identity, tracking."""
