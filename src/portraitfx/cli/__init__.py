@@ -1,0 +1,1 @@
+"""The `portraitfx` command line."""

@@ -1,0 +1,81 @@
+"""Entry point of the ``portraitfx`` command.
+
+User errors (every :class:`~portraitfx.errors.PortraitFxError`) print one line,
+``error: ...``, and exit with the error's code; no traceback. ``PORTRAITFX_DEBUG=1``
+shows the traceback too; ``PORTRAITFX_NATIVE_LOGS=1`` lets MediaPipe's own log
+lines through.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from portraitfx._version import __version__
+from portraitfx.cli import analyze as analyze_cmd
+from portraitfx.cli import demo as demo_cmd
+from portraitfx.cli._stderr import filtered_native_stderr
+from portraitfx.errors import PortraitFxError
+
+app = typer.Typer(
+    name="portraitfx",
+    help="AI portrait effects: face analysis, stylization, hair, portrait studio and face swap.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("analyze")(analyze_cmd.analyze)
+app.command("demo")(demo_cmd.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"portraitfx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", "-V", help="Show the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """AI portrait effects on images and videos, on a CPU or a GPU."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status (also used by the console script)."""
+    if os.environ.get("PORTRAITFX_NATIVE_LOGS") or sys.stderr is not sys.__stderr__:
+        return _main(argv)  # asked for, or stderr is already captured (tests, embedding)
+    with filtered_native_stderr():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    try:
+        rv = app(args=argv, prog_name="portraitfx", standalone_mode=False)
+    except PortraitFxError as err:
+        if os.environ.get("PORTRAITFX_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"error: {message}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        return 1
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(exc, "exit_code", 2))
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

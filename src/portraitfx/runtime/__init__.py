@@ -1,0 +1,1 @@
+"""Run effects and analysis over images, videos and folders."""
