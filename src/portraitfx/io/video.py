@@ -714,11 +714,12 @@ def _resolve_codec(codec: str | None, suffix: str) -> str:
     )
 
 
-#: Added to x264's ``veryfast`` preset: cheaper sub-pixel refinement and motion search, and a
-#: fixed B-frame pattern instead of the adaptive decision. On 720p30 with 2 cores this cuts
-#: encoding time by about 35 %, for 0-20 % more bits at equal PSNR depending on the content,
-#: and brings the decode+encode round trip to about 0.3 s per second of video.
-FAST_X264_PARAMS = "subme=1:me=dia:b-adapt=0"
+#: Added to x264's ``veryfast`` preset: cheaper sub-pixel refinement and motion search, a
+#: fixed B-frame pattern instead of the adaptive decision and a 5-frame rate-control
+#: look-ahead (veryfast: 10). On 720p30 with 2 cores this cuts encoding time by about 45 %,
+#: for about 0.5 dB PSNR at CRF 18 (file sizes vary with content, from -20 % to +20 %), and
+#: brings the decode+encode round trip under 0.3 s per second of video.
+FAST_X264_PARAMS = "subme=1:me=dia:b-adapt=0:rc-lookahead=5"
 
 
 def _encoder_options(
