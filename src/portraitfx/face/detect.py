@@ -31,8 +31,8 @@ DetectorModel = Literal["auto", "short", "full"]
 _MODELS: tuple[str, ...] = ("auto", "short", "full")
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU between boxes ``a (N, 4)`` and ``b (M, 4)`` -> ``(N, M)``."""
+def _intersections(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersection areas ``(N, M)`` of boxes ``a (N, 4)`` and ``b (M, 4)``, and their areas."""
     x0 = np.maximum(a[:, None, 0], b[None, :, 0])
     y0 = np.maximum(a[:, None, 1], b[None, :, 1])
     x1 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -40,19 +40,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+    return inter, area_a[:, None], area_b[None, :]
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU between boxes ``a (N, 4)`` and ``b (M, 4)`` -> ``(N, M)``."""
+    inter, area_a, area_b = _intersections(a, b)
+    return inter / np.maximum(area_a + area_b - inter, 1e-9)
 
 
 def _overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Intersection over the smaller box's area, ``a (N, 4)`` x ``b (M, 4)`` -> ``(N, M)``."""
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(np.minimum(area_a[:, None], area_b[None, :]), 1e-9)
+    inter, area_a, area_b = _intersections(a, b)
+    return inter / np.maximum(np.minimum(area_a, area_b), 1e-9)
 
 
 def nms(detections: list[Detection], iou: float = 0.4, contained: float = 0.7) -> list[Detection]:

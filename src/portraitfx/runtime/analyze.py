@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -163,48 +164,37 @@ def _analyze_video(
 
     frames: list[dict[str, Any]] = []
     ids: set[int] = set()
-    writer = None
-    with (
-        VideoReader(src) as reader,
-        FaceTracker(max_faces=options.max_faces, min_score=options.min_score) as tracker,
-    ):
-        info = reader.info
-        total = info.frame_count
+    with contextlib.ExitStack() as stack:
+        reader = stack.enter_context(VideoReader(src))
+        tracker = stack.enter_context(
+            FaceTracker(options.max_faces, min_score=options.min_score, min_face_size=options.min_face_size)
+        )
+        info, total = reader.info, reader.info.frame_count
+        # entered last, so it is finalised (or removed, on an error) before the reader closes
+        writer = stack.enter_context(VideoWriter(overlay, fps=info.fps, audio_from=src)) if overlay else None
         bar = None
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total or None, unit="frame", desc=f"analyse {src.name}", leave=False)
-        try:
-            if overlay is not None:
-                writer = VideoWriter(overlay, fps=info.fps, audio_from=src)
-                writer.__enter__()
-            for frame in prefetch_frames(reader):  # decoding overlaps tracking
-                faces = tracker.update(frame.image, frame.time)
-                ids.update(f.track_id for f in faces if f.track_id is not None)
-                frames.append(
-                    {
-                        "index": frame.index,
-                        "time": round(frame.time, 6),
-                        "faces": [f.to_dict(landmarks=landmarks) for f in faces],
-                    }
-                )
-                if writer is not None:
-                    writer.write(draw_faces(frame.image, faces), time=frame.time)
-                if bar is not None:
-                    bar.update(1)
-                if on_frame is not None:
-                    on_frame(len(frames), total)
-        except BaseException as err:
+            bar = stack.enter_context(
+                tqdm(total=total or None, unit="frame", desc=f"analyse {src.name}", leave=False)
+            )
+        for frame in prefetch_frames(reader):  # decoding overlaps tracking
+            faces = tracker.update(frame.image, frame.time)
+            ids.update(f.track_id for f in faces if f.track_id is not None)
+            frames.append(
+                {
+                    "index": frame.index,
+                    "time": round(frame.time, 6),
+                    "faces": [f.to_dict(landmarks=landmarks) for f in faces],
+                }
+            )
             if writer is not None:
-                writer.__exit__(type(err), err, err.__traceback__)
-                writer = None
-            raise
-        finally:
+                writer.write(draw_faces(frame.image, faces), time=frame.time)
             if bar is not None:
-                bar.close()
-        if writer is not None:
-            writer.__exit__(None, None, None)
+                bar.update(1)
+            if on_frame is not None:
+                on_frame(len(frames), total)
         truncated = reader.truncated
     data = {
         "portraitfx": __version__,
