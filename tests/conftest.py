@@ -10,6 +10,14 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep caches (built styles, ...) out of the user's home: one temporary home per run."""
+    import os
+    import tempfile
+
+    os.environ["PORTRAITFX_HOME"] = tempfile.mkdtemp(prefix="pfx-test-home-")
+
+
 def _load(name: str) -> np.ndarray:
     from portraitfx.io.images import load_image
 

@@ -77,6 +77,15 @@ _LAZY: dict[str, str] = {
     "identity_similarity": "portraitfx.face.identity",
     "estimate_pose": "portraitfx.face.pose",
     "draw_faces": "portraitfx.face.draw",
+    # effects
+    "create_effect": "portraitfx.effects.base",
+    "list_effects": "portraitfx.effects.base",
+    "EffectState": "portraitfx.effects.base",
+    "build_style": "portraitfx.effects.stylize.pack",
+    "load_style": "portraitfx.effects.stylize.pack",
+    "save_style": "portraitfx.effects.stylize.pack",
+    "list_styles": "portraitfx.effects.stylize.pack",
+    "apply_to_path": "portraitfx.runtime.apply",
 }
 
 __all__ = [

@@ -13,7 +13,7 @@ def demo(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> int:
-    """Analyse the built-in sample portrait and a synthetic clip made from it; write pictures to look at."""
+    """Analyse and stylize the built-in sample portrait and a clip made from it; write pictures to look at."""
     from rich.console import Console
 
     from portraitfx.runtime.demo import run_demo
@@ -21,6 +21,7 @@ def demo(
     console = Console(highlight=False, quiet=quiet, soft_wrap=True)
     result = run_demo(out, log=console.print, progress=not quiet)
     console.print(f"\n[bold]Demo results in {out.resolve()}[/bold]")
+    width = max((len(name) for name in result), default=0) + 1
     for name, path in result.items():
-        console.print(f"  {name:<12} {path}")
+        console.print(f"  {name:<{width}} {path}")
     return 0

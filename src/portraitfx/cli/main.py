@@ -16,6 +16,8 @@ import typer
 from portraitfx._version import __version__
 from portraitfx.cli import analyze as analyze_cmd
 from portraitfx.cli import demo as demo_cmd
+from portraitfx.cli import style as style_cmd
+from portraitfx.cli import stylize as stylize_cmd
 from portraitfx.cli._stderr import filtered_native_stderr
 from portraitfx.errors import PortraitFxError
 
@@ -28,6 +30,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("analyze")(analyze_cmd.analyze)
+app.command("stylize")(stylize_cmd.stylize)
+app.add_typer(style_cmd.app, name="style")
 app.command("demo")(demo_cmd.demo)
 
 

@@ -69,6 +69,7 @@ class Graph:
 
     def reset(self) -> None:
         self._graph.reset()
+        self._calls = 0  # a reset graph sets its delegates up again
 
     def close(self) -> None:
         self._graph.close()

@@ -175,8 +175,12 @@ def align_face(
     return AlignedFace(crop, m, invert_affine(m), (image.shape[1], image.shape[0]))
 
 
-def _roi(inverse: np.ndarray, size: int, frame_w: int, frame_h: int) -> tuple[int, int, int, int]:
-    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [size - 0.5, size - 0.5], [-0.5, size - 0.5]])
+def _roi(
+    inverse: np.ndarray, box: tuple[float, float, float, float], frame_w: int, frame_h: int
+) -> tuple[int, int, int, int]:
+    """Frame pixels covered by the crop-space box ``(x0, y0, x1, y1)`` (edges, not centres)."""
+    x0, y0, x1, y1 = box
+    corners = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
     pts = transform_points(corners, inverse)
     x0 = int(np.clip(np.floor(pts[:, 0].min()) - 1, 0, frame_w))
     y0 = int(np.clip(np.floor(pts[:, 1].min()) - 1, 0, frame_h))
@@ -240,13 +244,17 @@ def paste_back(
         sigma = feather * size
         mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma, sigmaY=sigma)
     h, w = frame.shape[:2]
-    roi = _roi(invert_affine(matrix), size, w, h)
-    x0, y0, x1, y1 = roi
     out = frame.copy()
+    ys, xs = np.nonzero(mask > 1e-3)
+    if len(xs) == 0:
+        return out
+    # only the part of the frame under the mask is touched
+    roi = _roi(invert_affine(matrix), (xs.min() - 1.0, ys.min() - 1.0, xs.max() + 1.0, ys.max() + 1.0), w, h)
+    x0, y0, x1, y1 = roi
     if x1 <= x0 or y1 <= y0:
         return out
-    warped = warp_to_frame(crop, matrix, (w, h), roi).astype(np.float32)
-    alpha = warp_to_frame(mask, matrix, (w, h), roi)[..., None]
-    region = out[y0:y1, x0:x1].astype(np.float32)
-    out[y0:y1, x0:x1] = np.clip(region + alpha * (warped - region) + 0.5, 0, 255).astype(np.uint8)
+    warped = warp_to_frame(crop, matrix, (w, h), roi)
+    alpha = np.clip(warp_to_frame(mask, matrix, (w, h), roi), 0.0, 1.0)
+    region = np.ascontiguousarray(out[y0:y1, x0:x1])
+    out[y0:y1, x0:x1] = cv2.blendLinear(warped, region, alpha, 1.0 - alpha)
     return out

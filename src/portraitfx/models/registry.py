@@ -35,6 +35,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from portraitfx._home import HOME_ENV, home_dir
 from portraitfx.errors import ChecksumError, ConfigError, ModelNotFoundError
 
 __all__ = [
@@ -51,7 +52,6 @@ __all__ = [
     "resolve_model",
 ]
 
-HOME_ENV = "PORTRAITFX_HOME"
 """Environment variable: portraitfx's data folder (models go in its ``models`` sub-folder)."""
 
 MODEL_PATH_ENV = "PORTRAITFX_MODEL_PATH"
@@ -337,9 +337,7 @@ def model_dirs() -> list[Path]:
     ``$PORTRAITFX_HOME/models`` (default ``~/.cache/portraitfx/models``), then each
     folder of ``$PORTRAITFX_MODEL_PATH``. Folders need not exist.
     """
-    home = os.environ.get(HOME_ENV, "").strip()
-    base = Path(home).expanduser() if home else Path.home() / ".cache" / "portraitfx"
-    dirs = [base / "models"]
+    dirs = [home_dir() / "models"]
     for entry in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep):
         if entry.strip():
             dirs.append(Path(entry.strip()).expanduser())

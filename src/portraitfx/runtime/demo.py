@@ -6,25 +6,25 @@ Writes to the output folder:
       aligned crops;
     * ``sample_clip.mp4``: a synthetic hand-held clip made from the sample, with an
       audio tone; ``tracking.mp4`` / ``tracking.json``: that clip analysed with
-      tracking (the audio is carried over).
+      tracking (the audio is carried over);
+    * ``stylize.png``: the sample stylized with each built-in style (head zoom);
+      ``stylize_styles.png``: each style's exemplar next to its result, both in the
+      style's aligned face frame; ``stylize.mp4``: the synthetic clip in ``pencil``
+      (audio kept).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["contact_sheet", "run_demo", "sample_path"]
+from portraitfx.assets import sample_path
 
-
-def sample_path(name: str = "astronaut.jpg") -> Path:
-    """Path of a built-in sample image (see ``portraitfx/assets/samples/README.md``)."""
-    return Path(str(resources.files("portraitfx.assets").joinpath("samples", name)))
+__all__ = ["contact_sheet", "run_demo"]
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
@@ -120,4 +120,36 @@ def run_demo(
     written["clip"] = clip
     written["tracking"] = out / "tracking.mp4"
     written["tracking json"] = out / "tracking.json"
+
+    log("stylizing the sample and the clip with the built-in styles ...")
+    from portraitfx.effects import create_effect
+    from portraitfx.effects.stylize.builtin import BUILTIN_STYLES
+    from portraitfx.runtime.apply import apply_to_file
+
+    results: list[tuple[str, np.ndarray]] = [("input (zoom)", image[crop])]
+    pairs: list[tuple[str, np.ndarray]] = []
+    for name in BUILTIN_STYLES:
+        effect = create_effect("stylize", style=name)
+        try:
+            styled = effect.apply(image, [face])
+            exemplar = effect.style.exemplar  # type: ignore[attr-defined]
+        finally:
+            effect.close()
+        results.append((name, styled[crop]))
+        framed = align_face(styled, face, exemplar.shape[0], "ffhq").image
+        pairs += [(f"{name}: style", exemplar), (f"{name}: result", framed)]
+    save_image(out / "stylize.png", contact_sheet(results, size=320, columns=len(results)))
+    save_image(out / "stylize_styles.png", contact_sheet(pairs, columns=4))
+    written["stylize"] = out / "stylize.png"
+    written["styles"] = out / "stylize_styles.png"
+    effect = create_effect("stylize", style="pencil")
+    try:
+        styled_clip = apply_to_file(effect, clip, out / "stylize.mp4", progress=progress)
+    finally:
+        effect.close()
+    rate = styled_clip.seconds / max(styled_clip.media_seconds, 1e-9)
+    log(
+        f"  pencil clip: {styled_clip.frames} frames, {styled_clip.seconds:.1f} s ({rate:.2f} s per second of video)"
+    )
+    written["stylize clip"] = out / "stylize.mp4"
     return written
