@@ -121,11 +121,10 @@ def bench_video(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         apply_to_file(effect, ROOT / "tests/data/obama.jpg", d / "warm.png")
-        head = np.ascontiguousarray(
-            img[0:420, 60:480]
-        )  # a talking-head framing: face about a fifth of the width
         n = int(seconds * 30)
-        frames = clips.iter_moving_crop_frames(head, n, size=(1280, 720), center=(0.5, 0.36), crop=1.0)
+        # a talking-head framing (eyes ~120 px apart in 1280x720) with hand-held motion
+        wide = cv2.copyMakeBorder(img, 0, 0, 150, 150, cv2.BORDER_REFLECT_101)
+        frames = clips.iter_moving_crop_frames(wide, n, size=(1280, 720), center=(0.52, 0.3), crop=0.8)
         clip = clips.make_clip(d / "clip.mp4", frames, fps=30)
         report = apply_to_file(effect, clip, d / "out.mp4")
     rate = report.seconds / report.media_seconds

@@ -78,7 +78,7 @@ def _face_stats(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, n
 
 @pytest.mark.parametrize("style", STYLES)
 def test_style_is_really_transferred(effects, analyzer, obama, obama_face, style):
-    level = effects[style].style.level_for(obama_face.eye_distance)
+    level = effects[style].style.level_for(obama_face.eye_distance, 1.5)  # the still-image setting
     out = effects[style].apply(obama, [obama_face])
     # the exemplar brought to the face's place and scale in the frame, so all three
     # are compared at the same resolution, inside the same face outline
@@ -154,8 +154,8 @@ def test_video_does_not_flicker(effects, analyzer, astronaut):
         no_coherence = [plain.apply(f, tracker.update(f, i / 30), None) for i, f in enumerate(frames)]
     worse = _flow_compensated_diff(no_coherence, mask, flows)
     assert ours < 0.85 * worse, f"temporal coherence must reduce flicker: {ours:.2f} vs {worse:.2f}"
-    # Target of the issue: <= 1.5x the input's; measured ~3.5x today (see the closing note).
-    assert ours <= 4.0 * base, f"flicker {ours:.2f} vs input {base:.2f}"
+    # Target of the issue: <= 1.5x the input's; measured ~1.9x today (see the closing note).
+    assert ours <= 2.5 * base, f"flicker {ours:.2f} vs input {base:.2f}"
 
 
 def test_several_faces_are_stylized(effects, analyzer, obama, biden):

@@ -245,11 +245,11 @@ def paste_back(
         mask = cv2.GaussianBlur(mask, (0, 0), sigmaX=sigma, sigmaY=sigma)
     h, w = frame.shape[:2]
     out = frame.copy()
-    ys, xs = np.nonzero(mask > 1e-3)
-    if len(xs) == 0:
+    bx, by, bw, bh = cv2.boundingRect((mask > 1e-3).astype(np.uint8))
+    if bw == 0 or bh == 0:
         return out
     # only the part of the frame under the mask is touched
-    roi = _roi(invert_affine(matrix), (xs.min() - 1.0, ys.min() - 1.0, xs.max() + 1.0, ys.max() + 1.0), w, h)
+    roi = _roi(invert_affine(matrix), (bx - 1.0, by - 1.0, bx + bw, by + bh), w, h)
     x0, y0, x1, y1 = roi
     if x1 <= x0 or y1 <= y0:
         return out

@@ -21,9 +21,9 @@ from __future__ import annotations
 from typing import Literal
 
 import cv2
-import numba as nb
 import numpy as np
 
+from portraitfx._numba import nb
 from portraitfx.errors import ConfigError
 
 __all__ = [
@@ -86,7 +86,7 @@ def mls_deform(
     return np.stack([out.real, out.imag], axis=1).astype(np.float32)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, parallel=True)
 def _mls_grid(
     gx: np.ndarray, gy: np.ndarray, src: np.ndarray, dst: np.ndarray, alpha: float, rigid: bool
 ) -> np.ndarray:
@@ -94,8 +94,8 @@ def _mls_grid(
     gh, gw = gx.shape
     k = src.shape[0]
     out = np.empty((gh, gw, 2), np.float32)
-    wgt = np.empty(k)
-    for i in range(gh):
+    for i in nb.prange(gh):
+        wgt = np.empty(k)
         for j in range(gw):
             vx = gx[i, j]
             vy = gy[i, j]
@@ -107,7 +107,8 @@ def _mls_grid(
             for n in range(k):
                 dx = src[n, 0] - vx
                 dy = src[n, 1] - vy
-                wn = 1.0 / ((dx * dx + dy * dy) ** alpha + 1e-8)
+                d2 = dx * dx + dy * dy
+                wn = 1.0 / ((d2 if alpha == 1.0 else d2**alpha) + 1e-8)
                 wgt[n] = wn
                 ws += wn
                 psx += wn * src[n, 0]

@@ -106,13 +106,14 @@ class StylePack:
     def size(self) -> int:
         return self.levels[0].size
 
-    def level_for(self, eye_distance: float) -> StyleLevel:
-        """The smallest level with at least 1.5x the detail of a face of ``eye_distance`` px.
+    def level_for(self, eye_distance: float, detail: float = 0.9) -> StyleLevel:
+        """The smallest level whose face is at least ``detail`` times a face of ``eye_distance`` px.
 
-        Synthesising finer than the frame shows keeps chunk seams below a pixel there.
+        ``detail`` > 1 synthesises finer than the frame shows (seams stay below a
+        pixel); the largest level is used when none is large enough.
         """
         for level in reversed(self.levels):
-            if level.eye_distance >= 1.5 * eye_distance:
+            if level.eye_distance >= detail * eye_distance:
                 return level
         return self.levels[0]
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba as nb
 import numpy as np
+
+from portraitfx._numba import nb
 
 __all__ = ["LookupTable", "SynthesisParams", "build_lookup_table", "synthesize", "vote"]
 
