@@ -99,17 +99,18 @@ def _chi(a: np.ndarray, b: np.ndarray) -> float:
     return float(0.5 * np.sum((a - b) ** 2 / (a + b + 1e-9)))
 
 
-def test_texture_moves_toward_the_exemplar_overall():
-    """Fine texture (strokes, grain, flat areas): closer to the exemplars than to the photo, over the styles.
+def test_texture_moves_toward_the_exemplar():
+    """Fine texture (strokes, grain, flat areas) is closer to the exemplar's than to the photo's.
 
-    Known gap: taken one style at a time this holds for ink but not yet for every
-    style (watercolour's flat washes come out with chunk seams).
+    It holds for each textured style (pencil strokes, ink) and over all styles
+    together. Watercolour's flat washes and the photo's skin are both nearly free
+    of fine detail, so on its own that distance is too small to rank (known gap:
+    chunk seams add a little detail there).
     """
     assert set(TEXTURE) == set(STYLES), "runs after test_style_is_really_transferred"
-    to_exemplar = sum(v[0] for v in TEXTURE.values())
-    to_input = sum(v[1] for v in TEXTURE.values())
-    assert TEXTURE["ink"][0] < TEXTURE["ink"][1]
-    assert to_exemplar < 2.0 * to_input, TEXTURE
+    for style in ("pencil", "ink"):
+        assert TEXTURE[style][0] < TEXTURE[style][1], (style, TEXTURE[style])
+    assert sum(v[0] for v in TEXTURE.values()) < sum(v[1] for v in TEXTURE.values()), TEXTURE
 
 
 def _flow_compensated_diff(frames: list[np.ndarray], mask: np.ndarray, flows: list[np.ndarray]) -> float:
@@ -134,7 +135,7 @@ def test_video_does_not_flicker(effects, analyzer, astronaut):
     effect = effects["watercolour"]
     state = EffectState()
     outs = []
-    with FaceTracker(1) as tracker:
+    with FaceTracker(1, smooth=effect.smooth_landmarks) as tracker:  # as the video runtime does
         for i, f in enumerate(frames):
             faces = tracker.update(f, i / 30)
             assert faces
@@ -154,8 +155,7 @@ def test_video_does_not_flicker(effects, analyzer, astronaut):
         no_coherence = [plain.apply(f, tracker.update(f, i / 30), None) for i, f in enumerate(frames)]
     worse = _flow_compensated_diff(no_coherence, mask, flows)
     assert ours < 0.85 * worse, f"temporal coherence must reduce flicker: {ours:.2f} vs {worse:.2f}"
-    # Target of the issue: <= 1.5x the input's; measured ~1.9x today (see the closing note).
-    assert ours <= 2.5 * base, f"flicker {ours:.2f} vs input {base:.2f}"
+    assert ours <= 1.5 * base, f"flicker {ours:.2f} vs input {base:.2f}"
 
 
 def test_several_faces_are_stylized(effects, analyzer, obama, biden):

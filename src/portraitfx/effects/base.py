@@ -53,6 +53,9 @@ class EffectState:
 
 @runtime_checkable
 class Effect(Protocol):
+    """``smooth_landmarks`` (optional attribute, default True) tells video runtimes
+    whether to smooth landmarks before they reach the effect."""
+
     name: str
 
     def apply(self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None) -> np.ndarray: ...

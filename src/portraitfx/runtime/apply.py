@@ -123,8 +123,9 @@ def _apply_video(
     from portraitfx.io.video import process_video
 
     state = EffectState()
+    smooth = bool(getattr(effect, "smooth_landmarks", True))
     with FaceTracker(
-        options.max_faces, min_score=options.min_score, min_face_size=options.min_face_size
+        options.max_faces, smooth=smooth, min_score=options.min_score, min_face_size=options.min_face_size
     ) as tracker:
 
         def step(frame) -> object:

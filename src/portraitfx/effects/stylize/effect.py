@@ -110,26 +110,32 @@ def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2:3]) + a[:, 2:3]], axis=1)
 
 
-def _face_motion(prev: np.ndarray, cur: np.ndarray, bbox: np.ndarray) -> np.ndarray | None:
-    """Similarity ``(2, 3)`` taking ``prev`` to ``cur`` inside the face box, or None if unsure."""
-    h, w = prev.shape
+def _face_roi(bbox: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
     x0, y0, x1, y1 = bbox
-    if x1 - x0 > 240:  # big faces: half resolution is plenty for the motion, and 4x cheaper
-        half = _face_motion(prev[::2, ::2], cur[::2, ::2], bbox / 2.0)
-        if half is None:
-            return None
-        half[:, 2] *= 2.0
-        return half
-    pad = 0.1 * (x1 - x0)
-    xa, ya = int(max(x0 - pad, 0)), int(max(y0 - pad, 0))
-    xb, yb = int(min(x1 + pad, w)), int(min(y1 + pad, h))
-    if xb - xa < 16 or yb - ya < 16:
+    pad = 0.15 * (x1 - x0)
+    return int(max(x0 - pad, 0)), int(max(y0 - pad, 0)), int(min(x1 + pad, w)), int(min(y1 + pad, h))
+
+
+def _gray_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
+    xa, ya, xb, yb = roi
+    gray = cv2.cvtColor(np.ascontiguousarray(frame[ya:yb, xa:xb]), cv2.COLOR_RGB2GRAY)
+    if xb - xa > 256:  # big faces: half resolution is plenty for the motion, and 4x cheaper
+        gray = cv2.resize(gray, ((xb - xa) // 2, (yb - ya) // 2), interpolation=cv2.INTER_AREA)
+    return gray
+
+
+def _face_motion(prev: np.ndarray, cur: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray | None:
+    """Similarity ``(2, 3)`` (frame pixels) taking the previous frame to this one inside ``roi``.
+
+    ``prev`` and ``cur`` are :func:`_gray_roi` of the same region in the two frames.
+    Returns None when the motion cannot be measured reliably.
+    """
+    if prev.shape != cur.shape or min(prev.shape) < 16:
         return None
-    pts = cv2.goodFeaturesToTrack(prev[ya:yb, xa:xb], maxCorners=120, qualityLevel=0.01, minDistance=4)
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=100, qualityLevel=0.01, minDistance=4)
     if pts is None or len(pts) < 12:
         return None
-    pts = pts.reshape(-1, 2) + np.array([xa, ya], np.float32)
-    nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=3)
+    nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=2)
     ok = status.ravel() == 1
     if ok.sum() < 12:
         return None
@@ -138,7 +144,12 @@ def _face_motion(prev: np.ndarray, cur: np.ndarray, bbox: np.ndarray) -> np.ndar
     )
     if motion is None or inliers is None or inliers.sum() < 10:
         return None
-    return motion.astype(np.float64)
+    # from region (maybe half-size) pixels to frame pixels: T^-1 . motion . T
+    xa, ya, xb, _ = roi
+    k = (xb - xa) / prev.shape[1]
+    to_roi = np.array([[1 / k, 0, -xa / k], [0, 1 / k, -ya / k]])
+    from_roi = invert_affine(to_roi)
+    return _compose(from_roi, _compose(motion.astype(np.float64), to_roi))
 
 
 @register_effect("stylize")
@@ -153,6 +164,9 @@ class StylizeEffect:
     """
 
     name = "stylize"
+    smooth_landmarks = False
+    """Video runtimes should feed raw (unsmoothed) landmarks: the effect steadies the face
+    crop itself with optical flow, and landmark smoothing would only add lag."""
 
     def __init__(self, style: str | os.PathLike[str] | StylePack = "pencil", options: StylizeOptions | None = None,
                  **overrides: Any) -> None:  # fmt: skip
@@ -236,23 +250,19 @@ class StylizeEffect:
         target = alignment_matrix(face.five_points, size, "ffhq")
         if scratch is None or not self.options.temporal or self.options.steady <= 0:
             return target
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        prev_gray, prev_m = scratch.get("gray"), scratch.get("matrix")
-        scratch["gray"] = gray
+        h, w = frame.shape[:2]
+        prev_gray, prev_roi, prev_m = scratch.get("gray"), scratch.get("roi"), scratch.get("matrix")
         motion = None
-        if (
-            prev_gray is not None
-            and prev_m is not None
-            and prev_gray.shape == gray.shape
-            and scratch.get("size") == size
-        ):
-            motion = _face_motion(prev_gray, gray, scratch["bbox"])
+        if prev_gray is not None and prev_m is not None and scratch.get("size") == size:
+            motion = _face_motion(prev_gray, _gray_roi(frame, prev_roi), prev_roi)
         if motion is None:
             steady = target
         else:
             predicted = _compose(prev_m, invert_affine(motion))  # where last frame's crop moved to
             steady = predicted + (1.0 - self.options.steady) * (target - predicted)
-        scratch["matrix"], scratch["size"], scratch["bbox"] = steady, size, face.bbox.copy()
+        roi = _face_roi(face.bbox, w, h)
+        scratch["gray"], scratch["roi"] = _gray_roi(frame, roi), roi
+        scratch["matrix"], scratch["size"] = steady, size
         return steady
 
     def _params_for(self, size: int) -> SynthesisParams:

@@ -355,25 +355,30 @@ def synthesize(
 def _vote(coords: np.ndarray, pos: np.ndarray, style: np.ndarray, radius: int) -> np.ndarray:
     h, w, _ = coords.shape
     sh, sw, _ = style.shape
+    # each pixel's chunk offset (exemplar position minus guide): equal offsets = same chunk
+    off = np.empty((h, w, 2), np.float32)
+    for y in nb.prange(h):
+        for x in range(w):
+            if coords[y, x, 0] < 0.0:
+                off[y, x, 0] = np.inf
+                off[y, x, 1] = np.inf
+            else:
+                off[y, x, 0] = coords[y, x, 0] - pos[y, x, 0]
+                off[y, x, 1] = coords[y, x, 1] - pos[y, x, 1]
     out = np.zeros((h, w, 3), np.uint8)
     for y in nb.prange(h):
         for x in range(w):
             if coords[y, x, 0] < 0.0:
                 continue
-            # inside a chunk (every neighbour continues the same exemplar offset) voting
-            # changes nothing: copy directly
-            ox = coords[y, x, 0] - pos[y, x, 0]
-            oy = coords[y, x, 1] - pos[y, x, 1]
+            ox = off[y, x, 0]
+            oy = off[y, x, 1]
+            # inside a chunk (every neighbour continues the same offset) voting changes nothing
             same = True
             for dy in range(-radius, radius + 1):
                 yy = min(max(y + dy, 0), h - 1)
                 for dx in range(-radius, radius + 1):
                     xx = min(max(x + dx, 0), w - 1)
-                    if (
-                        coords[yy, xx, 0] < 0.0
-                        or abs(coords[yy, xx, 0] - pos[yy, xx, 0] - ox) > 0.5
-                        or abs(coords[yy, xx, 1] - pos[yy, xx, 1] - oy) > 0.5
-                    ):
+                    if abs(off[yy, xx, 0] - ox) > 0.5 or abs(off[yy, xx, 1] - oy) > 0.5:
                         same = False
                         break
                 if not same:
@@ -385,6 +390,8 @@ def _vote(coords: np.ndarray, pos: np.ndarray, style: np.ndarray, radius: int) -
                 out[y, x, 1] = style[iy, ix, 1]
                 out[y, x, 2] = style[iy, ix, 2]
                 continue
+            px = pos[y, x, 0]
+            py = pos[y, x, 1]
             acc0 = 0.0
             acc1 = 0.0
             acc2 = 0.0
@@ -398,10 +405,8 @@ def _vote(coords: np.ndarray, pos: np.ndarray, style: np.ndarray, radius: int) -
                     if xx < 0 or xx >= w or coords[yy, xx, 0] < 0.0:
                         continue
                     # the neighbour's chunk, continued to this pixel
-                    cx = coords[yy, xx, 0] + pos[y, x, 0] - pos[yy, xx, 0]
-                    cy = coords[yy, xx, 1] + pos[y, x, 1] - pos[yy, xx, 1]
-                    ix = min(max(int(cx + 0.5), 0), sw - 1)
-                    iy = min(max(int(cy + 0.5), 0), sh - 1)
+                    ix = min(max(int(off[yy, xx, 0] + px + 0.5), 0), sw - 1)
+                    iy = min(max(int(off[yy, xx, 1] + py + 0.5), 0), sh - 1)
                     acc0 += style[iy, ix, 0]
                     acc1 += style[iy, ix, 1]
                     acc2 += style[iy, ix, 2]
