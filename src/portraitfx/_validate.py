@@ -8,7 +8,7 @@ import numpy as np
 
 from portraitfx.errors import ConfigError, InputError
 
-__all__ = ["check_choice", "check_image"]
+__all__ = ["check_choice", "check_image", "with_overrides"]
 
 
 def check_image(image: Any, name: str = "image") -> np.ndarray:
@@ -34,3 +34,17 @@ def check_choice(value: str, choices: tuple[str, ...] | list[str], name: str) ->
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
+
+
+def with_overrides(options: Any, overrides: dict[str, Any]) -> Any:
+    """``dataclasses.replace`` that names unknown option keys instead of a bare ``TypeError``."""
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(options)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(sorted(known))}"
+        )
+    return replace(options, **overrides)

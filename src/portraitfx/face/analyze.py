@@ -9,12 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from portraitfx._validate import check_image
+from portraitfx._validate import check_image, with_overrides
 from portraitfx.errors import ConfigError, NoFaceError
 from portraitfx.face.detect import DetectorModel, FaceDetector, _iou
 from portraitfx.face.mesh import FaceMesher, mesh_bbox
@@ -104,7 +104,7 @@ class FaceAnalyzer:
     """
 
     def __init__(self, options: AnalyzeOptions | None = None, **overrides: Any) -> None:
-        self.options = replace(options or AnalyzeOptions(), **overrides)
+        self.options = with_overrides(options or AnalyzeOptions(), overrides)
         self._detector = FaceDetector(self.options.detector, self.options.min_score)
         self._mesher = FaceMesher()
         self._embedder: Any = None

@@ -21,6 +21,7 @@ from importlib import resources
 
 import numpy as np
 
+from portraitfx.errors import ConfigError
 from portraitfx.face.types import Pose
 
 __all__ = ["canonical_face", "estimate_pose", "rotation_matrix", "umeyama"]
@@ -85,7 +86,7 @@ def estimate_pose(landmarks: np.ndarray) -> Pose:
     """
     pts = np.asarray(landmarks, np.float64)
     if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 468:
-        raise ValueError(f"expected a (478, 3) mesh, got {pts.shape}")
+        raise ConfigError(f"expected a (478, 3) mesh, got {pts.shape}")
     _, rot, _ = umeyama(canonical_face()[_RIGID].astype(np.float64), pts[_RIGID])
     theta = -np.arcsin(np.clip(rot[2, 0], -1.0, 1.0))
     phi = np.arctan2(rot[2, 1], rot[2, 2])

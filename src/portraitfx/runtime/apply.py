@@ -24,7 +24,7 @@ from pathlib import Path
 from portraitfx.effects.base import Effect, EffectState
 from portraitfx.errors import InputError, NoFaceError, OutputError, PortraitFxError
 from portraitfx.face.analyze import AnalyzeOptions, FaceAnalyzer, require_face
-from portraitfx.io.paths import check_input_path, check_output_path
+from portraitfx.io.paths import atomic_output, check_input_path, check_output_path
 
 __all__ = ["ApplyReport", "apply_to_file", "apply_to_folder", "apply_to_path"]
 
@@ -134,12 +134,13 @@ def _apply_video(
             report.faces += len(faces)
             return effect.apply(frame.image, faces, state) if faces else frame.image
 
-        result = process_video(src, dst, step, progress=progress)
+        # into a temporary file first: a video with no face must not replace an existing output
+        with atomic_output(dst, inputs=(src,)) as tmp:
+            result = process_video(src, tmp, step, progress=progress)
+            if require_faces and report.faces == 0:
+                raise NoFaceError(f"no face found in any frame of '{src}'")
     report.frames += result.frames
     report.media_seconds += result.seconds_of_video
-    if require_faces and report.faces == 0:
-        dst.unlink(missing_ok=True)
-        raise NoFaceError(f"no face found in any frame of '{src}'")
     report.outputs.append(dst)
 
 

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from portraitfx._validate import check_choice, check_image
+from portraitfx._validate import check_choice, check_image, with_overrides
 from portraitfx.effects.base import EffectState, register_effect
 from portraitfx.errors import ConfigError
 from portraitfx.face import topology as T
@@ -99,8 +99,14 @@ class StylizeOptions:
 
     def __post_init__(self) -> None:
         check_choice(self.region, ("face", "head", "frame"), "region")
-        if not 0.0 <= self.strength <= 1.0:
-            raise ConfigError(f"strength must be within [0, 1], got {self.strength}")
+        for name in ("strength", "persistence", "steady"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {value}")
+        if self.guide_step is not None and not 2 <= self.guide_step <= 64:
+            raise ConfigError(f"guide_step must be within 2..64 pixels, got {self.guide_step}")
+        if self.detail is not None and self.detail <= 0:
+            raise ConfigError(f"detail must be positive, got {self.detail}")
         if self.voting < 0 or self.voting > 3:
             raise ConfigError(f"voting radius must be 0..3, got {self.voting}")
 
@@ -171,7 +177,7 @@ class StylizeEffect:
     def __init__(self, style: str | os.PathLike[str] | StylePack = "pencil", options: StylizeOptions | None = None,
                  **overrides: Any) -> None:  # fmt: skip
         synth = overrides.pop("synthesis", None)
-        self.options = replace(options or StylizeOptions(), **overrides)
+        self.options = with_overrides(options or StylizeOptions(), overrides)
         if synth is not None:
             self.options = replace(self.options, synthesis=synth)
         self.style = load_style(style)
@@ -225,11 +231,14 @@ class StylizeEffect:
             scratch["coords"] = coords
         crop = vote(coords, pos, pack.exemplar, opt.voting)
         if scratch is not None and opt.temporal and opt.persistence > 0:
-            # the crop follows the face, so blending with last frame's crop is motion-compensated
-            last = scratch.get("crop")
+            # the crop follows the face, so blending with last frame's crop is motion-compensated;
+            # only where both frames were synthesised (pixels new to the region start fresh)
+            last, last_todo = scratch.get("crop"), scratch.get("todo")
             if last is not None and last.shape == crop.shape:
-                crop = cv2.addWeighted(crop, 1.0 - opt.persistence, last, opt.persistence, 0.0)
-            scratch["crop"] = crop
+                both = (todo > 0) & (last_todo > 0)
+                mixed = cv2.addWeighted(crop, 1.0 - opt.persistence, last, opt.persistence, 0.0)
+                crop[both] = mixed[both]
+            scratch["crop"], scratch["todo"] = crop, todo
         if sigma > 0:
             # blurred region, rescaled so it reaches 0 at the region's edge and 1 about 2 sigma inside
             mask = np.clip(smooth(todo.astype(np.float32), sigma) * 2.0 - 1.0, 0.0, 1.0)
@@ -309,7 +318,7 @@ class StylizeEffect:
     def apply(self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None) -> np.ndarray:
         """Stylize ``faces`` in ``frame``; returns a new ``H x W x 3`` uint8 RGB frame."""
         frame = check_image(frame)
-        out = frame
+        out = frame.copy() if not faces else frame
         faces = sorted(faces, key=lambda f: -f.size)
         if self.options.region == "frame" and faces:
             scratch = state.tracks.setdefault(-1, {}) if state is not None else None

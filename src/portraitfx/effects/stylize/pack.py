@@ -191,7 +191,7 @@ def build_style(
         )
     levels_out = []
     side = size
-    while side >= 256 and len(levels_out) < 3:
+    while not levels_out or (side >= 256 and len(levels_out) < 3):
         aligned = align_face(image, face, size=side, template="ffhq", border="replicate")
         lm = transform_points(face.landmarks, aligned.matrix)
         levels_out.append(_level(aligned.image, lm, cell, levels, w_app))
@@ -249,13 +249,23 @@ def _read(path: Path) -> StylePack:
         raise ModelError(f"'{path}' is not a readable style file ({type(err).__name__}: {err})") from None
     if "meta" not in header:
         raise ModelError(f"'{path}' is not a portraitfx style file (no style header)")
-    meta = json.loads(header["meta"])
-    if meta.get("format") != FORMAT_VERSION:
+    try:
+        meta = json.loads(header["meta"])
+    except ValueError:
+        raise ModelError(
+            f"'{path}' has a damaged style header; rebuild it with `portraitfx style build`"
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
         raise ModelError(
             f"'{path}' has style format {meta.get('format')}; rebuild it with `portraitfx style build`"
         )
-    n_levels = int(meta.pop("levels", 0))
-    cell, w_app = int(meta.pop("cell")), float(meta.pop("w_app"))
+    try:
+        n_levels = int(meta.pop("levels", 0))
+        cell, w_app = int(meta.pop("cell")), float(meta.pop("w_app"))
+    except (KeyError, TypeError, ValueError):
+        raise ModelError(
+            f"'{path}' has an incomplete style header; rebuild it with `portraitfx style build`"
+        ) from None
     parts = ("exemplar", "landmarks", "app", "app_q", "table")
     missing = [f"{i}.{p}" for i in range(n_levels) for p in parts if f"{i}.{p}" not in arrays]
     if n_levels < 1 or missing:

@@ -172,9 +172,11 @@ def _error(
     cx: float, cy: float, px: float, py: float, a: float, style_app: np.ndarray, w_app2: float
 ) -> float:
     h, w = style_app.shape
+    if cx < -0.5 or cy < -0.5:
+        return _INF
     ix = int(cx + 0.5)
     iy = int(cy + 0.5)
-    if ix < 0 or iy < 0 or ix >= w or iy >= h:
+    if ix >= w or iy >= h:
         return _INF
     dx = cx - px
     dy = cy - py
@@ -185,12 +187,15 @@ def _error(
 @nb.njit(cache=True, inline="always")
 def _lookup(px: float, py: float, a: float, table: np.ndarray, cell: int, out: np.ndarray) -> None:
     gy, gx, levels, _ = table.shape
+    # positions outside the exemplar look up (and copy from) its nearest edge
+    px = min(max(px, 0.0), gx * cell - 1.0)
+    py = min(max(py, 0.0), gy * cell - 1.0)
     cx = min(max(int(px / cell), 0), gx - 1)
     cy = min(max(int(py / cell), 0), gy - 1)
     lv = min(max(int(a * levels), 0), levels - 1)
     # the table holds the match for the cell centre; carry the sub-cell offset along
-    out[0] = table[cy, cx, lv, 0] + (px - (cx * cell + cell // 2))
-    out[1] = table[cy, cx, lv, 1] + (py - (cy * cell + cell // 2))
+    out[0] = max(table[cy, cx, lv, 0] + (px - (cx * cell + cell // 2)), 0.0)
+    out[1] = max(table[cy, cx, lv, 1] + (py - (cy * cell + cell // 2)), 0.0)
 
 
 @nb.njit(cache=True)
