@@ -66,14 +66,22 @@ def analyze(
         embed=embed,
     )
     to_stdout = json_out is not None and str(json_out) == "-"
-    report = analyze_file(
-        source,
-        json_path=None if to_stdout else json_out,
-        overlay_path=overlay,
-        options=options,
-        landmarks=landmarks,
-        progress=not quiet and sys.stderr.isatty(),
-    )
+    from portraitfx.errors import TruncatedVideoError
+
+    try:
+        report = analyze_file(
+            source,
+            json_path=None if to_stdout else json_out,
+            overlay_path=overlay,
+            options=options,
+            landmarks=landmarks,
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    except TruncatedVideoError as err:
+        partial = getattr(err, "report", None)
+        if to_stdout and partial is not None:  # what was analysed before the damage still goes out
+            sys.stdout.write(json.dumps(partial.data) + "\n")
+        raise
     if to_stdout:
         sys.stdout.write(json.dumps(report.data) + "\n")
     console = Console(stderr=to_stdout, highlight=False, soft_wrap=True)

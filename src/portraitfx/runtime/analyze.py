@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from portraitfx._version import __version__
-from portraitfx.errors import TruncatedVideoError
+from portraitfx.errors import ConfigError, OutputError, TruncatedVideoError
 from portraitfx.face.analyze import AnalyzeOptions, FaceAnalyzer
 from portraitfx.io.paths import atomic_output, check_input_path, check_output_path
 
@@ -103,8 +103,14 @@ def analyze_file(
     outs = [Path(p) for p in (json_path, overlay_path) if p is not None]
     for out in outs:
         check_output_path(out, inputs=(src,))
+    if len(outs) == 2 and outs[0].resolve() == outs[1].resolve():
+        raise OutputError(f"--json and --overlay both name '{outs[0]}'; give two different files")
     options = options or AnalyzeOptions()
     kind = media_kind(src)
+    if kind == "video" and options.embed:
+        raise ConfigError(
+            "identity embeddings (--embed) are computed for images only; analyse a frame as an image"
+        )
     started = time.perf_counter()
     if kind == "image":
         report = _analyze_image(src, overlay_path, options, True if landmarks is None else landmarks)
@@ -118,12 +124,14 @@ def analyze_file(
         report.outputs.append(Path(json_path))
     if report.truncated:
         written = ", ".join(f"'{p}'" for p in report.outputs) or "nothing"
-        raise TruncatedVideoError(
+        err = TruncatedVideoError(
             f"'{src}' is damaged or truncated: analysed the {report.frames} frames before the damage "
             f"(wrote {written})",
             frames_decoded=report.frames,
             output=str(overlay_path) if overlay_path is not None else None,
         )
+        err.report = report  # type: ignore[attr-defined]  # what was analysed, for callers that print it
+        raise err
     return report
 
 

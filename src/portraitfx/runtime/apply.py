@@ -178,15 +178,23 @@ def apply_to_folder(
         raise InputError(f"no images or videos in '{folder}'")
     report = ApplyReport()
     started = time.perf_counter()
+    targets: dict[Path, Path] = {}
+    for item in items:  # two inputs that would write the same output: the second is reported
+        target = out_dir / item.name
+        if suffix and item.suffix.lower() in IMAGE_SUFFIXES:
+            target = target.with_suffix(suffix)
+        if target in targets:
+            report.failed.append(
+                (item, f"its output '{target.name}' is also {targets[target].name}'s; rename one")
+            )
+        else:
+            targets[target] = item
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(items), unit="file", desc=f"{getattr(effect, 'name', 'effect')} {folder.name}")
-    for item in items:
-        target = out_dir / item.name
-        if suffix and item.suffix.lower() in IMAGE_SUFFIXES:
-            target = target.with_suffix(suffix)
+        bar = tqdm(total=len(targets), unit="file", desc=f"{getattr(effect, 'name', 'effect')} {folder.name}")
+    for target, item in targets.items():
         try:
             if target.exists():
                 report.skipped.append(target)
