@@ -1031,6 +1031,7 @@ class VideoWriter:
         time_base: Fraction | None = None,
         time_origin: float | None = None,
         shortest: bool = False,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         import av
 
@@ -1066,6 +1067,8 @@ class VideoWriter:
         try:
             options = {"movflags": "+faststart"} if suffix in {".mp4", ".m4v", ".mov"} else {}
             self._container = av.open(str(self._tmp), "w", options=options)
+            if metadata:  # container tags (e.g. provenance), written with the header
+                self._container.metadata.update({str(k): str(v) for k, v in metadata.items()})
             try:
                 self._stream = self._container.add_stream(self.codec, rate=self.fps)
             except ValueError as err:
@@ -1369,6 +1372,7 @@ def process_video(
     threads: int = 0,
     prefetch: int = 8,
     raise_on_truncated: bool = True,
+    metadata: Mapping[str, str] | None = None,
 ) -> VideoProcessResult:
     """Apply ``fn`` to every frame of ``src`` and write the result to ``dst``.
 
@@ -1393,6 +1397,8 @@ def process_video(
         raise_on_truncated: raise :class:`TruncatedVideoError` for a cut-off
             input (after finishing ``dst``); if ``False``, return with
             ``truncated=True`` instead.
+        metadata: container tags to write (e.g. provenance from
+            :func:`portraitfx.provenance.video_metadata`).
 
     Returns:
         A :class:`VideoProcessResult`.
@@ -1437,6 +1443,7 @@ def process_video(
             # Like ffmpeg: the file's start (not the first video frame) becomes 0, so
             # audio that starts before the video is kept and stays in sync.
             time_origin=max(0.0, reader.start_time),
+            metadata=metadata,
         )
         snap = not info.variable_frame_rate
         try:

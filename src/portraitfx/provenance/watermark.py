@@ -2,10 +2,11 @@
 
 Design (our own; see ``docs/responsible-use.md`` for the user-facing summary):
 
-* **Canonical grid.** The mark lives on a square ``G×G`` grid (``G`` = 128, 256 or
-  512, the largest that fits the image's short side) stretched over the whole
-  picture. Resizing a picture without cropping maps the grid onto itself, so the
-  detector only has to resample the suspect picture to ``G×G`` again; no search.
+* **Canonical grid.** The mark lives on a square ``G×G`` grid (``G`` = 128, 256,
+  512, 1024 or 2048: the largest not above the picture's short side, so one grid
+  cell is 1-2 pixels) stretched over the whole picture. Resizing a picture
+  without cropping maps the grid onto itself, so the detector only has to
+  resample the suspect picture to each ``G×G`` again; no search.
 * **Pattern.** On that grid, a key-seeded set of Fourier coefficients in a
   mid-frequency ring (radius ``G/12`` to ``G/4`` cycles per picture) gets unit
   amplitude and pseudo-random phases ``θ_f``. The coefficients are split at random
@@ -13,10 +14,12 @@ Design (our own; see ``docs/responsible-use.md`` for the user-facing summary):
   The inverse FFT, upsampled to the picture (bicubic) and normalised, is a
   band-limited noise field computed once per size and cached.
 * **Embedding.** The field is added to the luminance (the same amount to R, G and
-  B, so colours do not shift), scaled by a perceptual mask: full strength in
-  textured areas, a fifth in flat ones (and next to edges), where noise would
-  show. The overall RMS change is capped, so PSNR stays above 39.5 dB at the
-  default strength.
+  B, so colours do not shift), scaled by a perceptual mask: full strength where
+  there is fine detail, a fifth in flat or smoothly shaded areas (and next to
+  edges), where noise would show. The overall RMS change is capped, so PSNR stays above 39.5 dB at the
+  default strength. Grids above 512 get ``512 / G`` of the amplitude: the score
+  grows with the amplitude times ``G`` (the number of coefficients is about
+  ``G²``), so big pictures keep the same margin with a fainter mark.
 * **Detection.** The suspect picture's luminance is resampled to each grid size,
   high-passed and locally normalised (busy areas count less, flat ones more), and
   Fourier-transformed. Only the *phases* of the ring coefficients are kept:
@@ -25,13 +28,15 @@ Design (our own; see ``docs/responsible-use.md`` for the user-facing summary):
   ``z = Σ_k |Σ_{f∈k} c_f| / sqrt(n / 2)``
 
   (with per-coefficient weights when several video frames are combined).
-* **Calibration.** For a picture that was never marked, its phases do not depend
-  on the secret phases, so each ``c_f`` is the cosine of a uniform random angle:
-  mean 0, variance 1/2, and ``E[exp(λ c_f)] = I0(λ) <= exp(λ²/4)``. The sum is
-  therefore sub-Gaussian and ``P(z >= t) <= exp(-t²/2)`` for one sign pattern,
-  whatever the picture's content. A union bound over the 2^4 sign patterns and
-  the 3 grids gives :func:`false_positive_bound`; at the :data:`THRESHOLD` of 7.5
-  that is 3e-11 per picture. Unmarked pictures score about 1 to 4.
+* **Calibration.** A picture that was never marked was made without knowledge of
+  the key, so with the secret phases drawn uniformly and independently, each
+  ``c_f`` is the cosine of a uniform random angle whatever the picture's own
+  phases: mean 0, variance 1/2, ``E[exp(λ c_f)] = I0(λ) <= exp(λ²/4)``, and the
+  terms are independent. The sum is therefore sub-Gaussian and
+  ``P(z >= t) <= exp(-t²/2)`` for one sign pattern, whatever the content (weights
+  that depend only on the pictures, as when frames are combined, keep this). A union bound over the 2^4 sign patterns and
+  the 5 grids gives :func:`false_positive_bound`; at the :data:`THRESHOLD` of 7.5
+  that is 5e-11 per picture. Unmarked pictures score about 1 to 4.
 
 Robustness measured on the test photos (see ``tests/provenance``): JPEG quality
 80, a 0.75× resize and both together keep the score far above the threshold;
@@ -99,15 +104,16 @@ THRESHOLD = 7.5
 """Detection threshold on the z-score; see :func:`false_positive_bound`."""
 
 DEFAULT_STRENGTH = 4.0
-"""Mark amplitude in textured areas, in 8-bit gray levels (RMS, before masking)."""
+"""Mark amplitude in detailed areas, in 8-bit gray levels (RMS; grids above 512: x 512 / G)."""
 
 _KEY = b"portraitfx/watermark/v1"
 _RMS_CAP = 0.675  # overall RMS change at most 0.675 x strength: PSNR >= 39.5 dB at strength 4
 _FLAT_GAIN = 0.2  # mask value in flat areas
-_TEXTURE_REF = 10.0  # local activity (gray levels) at which the mask reaches 1
+_TEXTURE_REF = 5.0  # fine-detail RMS (gray levels) at which the mask reaches 1
 _DETECT_FLOOR = 2.0  # gray levels added to the local deviation in the detector's normalisation
 _VALID = 0.01  # coefficients under this x grid size (flat content, float noise) are ignored
 _CACHE_BYTES = 256 << 20
+_FULL_STRENGTH_GRID = 512  # larger grids get strength * 512 / grid
 
 
 class WatermarkSkippedWarning(UserWarning):
@@ -151,7 +157,7 @@ def false_positive_bound(threshold: float = THRESHOLD) -> float:
 
     Example:
         >>> f"{false_positive_bound():.0e}"
-        '3e-11'
+        '5e-11'
     """
     return min(1.0, len(GRIDS) * 2**PAYLOAD_BITS * math.exp(-(threshold**2) / 2.0))
 
@@ -171,22 +177,25 @@ class _Ring:
 
 @functools.cache
 def _ring(size: int) -> _Ring:
-    seed = int.from_bytes(hashlib.sha256(_KEY + b"/%d" % size).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
+    # PCG64's raw stream is stable across NumPy versions (Generator methods are not
+    # promised to be): marks made by one release must be found by the next.
+    seed = int.from_bytes(hashlib.sha256(_KEY + b"/%d" % size).digest()[:16], "little")
+    bits = np.random.PCG64(seed)
     fy = np.fft.fftfreq(size) * size
     fx = np.fft.rfftfreq(size) * size
     radius = np.hypot(fy[:, None], fx[None, :])
     # fx >= 1: one coefficient of each conjugate pair, none on the self-conjugate column
     keep = (radius >= BAND[0] * size) & (radius <= BAND[1] * size) & (fx[None, :] >= 1)
     index = np.flatnonzero(keep)
-    theta = rng.uniform(0.0, 2.0 * np.pi, index.size)
-    group = rng.permutation(np.arange(index.size) % PAYLOAD_BITS)
+    raw = bits.random_raw(2 * index.size).astype(np.uint64)
+    theta = (raw[: index.size] >> np.uint64(11)).astype(np.float64) * (2.0 * np.pi / 2.0**53)
+    group = (raw[index.size :] >> np.uint64(60)).astype(np.int64) % PAYLOAD_BITS
     for a in (index, theta, group):
         a.setflags(write=False)
     return _Ring(size, index, np.exp(1j * theta), group)
 
 
-@functools.lru_cache(maxsize=3 * 16)
+@functools.lru_cache(maxsize=4)
 def _grid_pattern(size: int, payload: int) -> np.ndarray:
     """The mark on the ``size×size`` grid, unit RMS, float32 (read-only)."""
     ring = _ring(size)
@@ -280,28 +289,29 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def _mask(luma: np.ndarray, scale: float) -> np.ndarray:
-    """Perceptual mask in [_FLAT_GAIN, 1]: local activity at the mark's frequencies.
+    """Perceptual mask in [_FLAT_GAIN, 1]: local fine-detail energy.
 
-    ``scale`` is image pixels per grid pixel (1 to 2). Pictures over 1400 px on
-    the short side are measured at half resolution (the mask is smooth).
+    Only fine detail (a 3-5 px high-pass) hides the mark; smooth folds and
+    gradients do not. ``scale`` is image pixels per grid pixel (1 to 2). From 480 px
+    on the short side the (smooth) energy map is pooled at half resolution.
     """
     import cv2
 
     height, width = luma.shape
-    factor = 2 if min(height, width) > 1400 else 1
-    small = luma
-    if factor > 1:
-        small = cv2.resize(luma, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-        scale /= factor
-    k1 = 2 * round(3 * scale) + 1
+    k1 = 2 * round(scale) + 1
+    high = luma - cv2.blur(luma, (k1, k1))
+    energy = cv2.multiply(high, high)
+    pooled = min(height, width) >= 480
+    if pooled:
+        energy = cv2.resize(energy, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        scale /= 2
     k2 = 2 * round(3 * scale) + 1
-    high = small - cv2.blur(small, (k1, k1))
-    activity = cv2.sqrt(cv2.blur(high * high, (k2, k2)))
+    activity = cv2.sqrt(cv2.blur(energy, (k2, k2)))
     # local minimum: a strong edge must not raise the mark in the flat area beside it
     activity = cv2.erode(activity, np.ones((k2, k2), np.uint8))
     gain = np.float32((1.0 - _FLAT_GAIN) / _TEXTURE_REF)
     mask = np.minimum(activity * gain + np.float32(_FLAT_GAIN), np.float32(1.0))
-    if factor > 1:
+    if pooled:
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
     return mask
 
@@ -348,18 +358,24 @@ def embed_watermark(
         return arr.copy()
     color = arr if arr.ndim == 2 else arr[:, :, : min(3, arr.shape[2])]
     luma = _luma(color)
+    grid = _grid_for(short)
     pattern = _patterns.get(height, width, code)
-    delta = _mask(luma, short / _grid_for(short))
+    delta = _mask(luma, short / grid)
+    # The score grows with amplitude x grid size: big pictures keep the same
+    # detection margin with a fainter mark.
+    strength = float(strength) * min(1.0, _FULL_STRENGTH_GRID / grid)
     delta *= pattern
     rms = cv2.norm(delta, cv2.NORM_L2) / math.sqrt(delta.size) * float(strength)
     delta *= np.float32(float(strength) * min(1.0, _RMS_CAP * float(strength) / max(rms, 1e-12)))
-    out = arr.copy()
-    if color.ndim == 2 or color.shape[2] == 1:
-        plane = out if out.ndim == 2 else out[:, :, 0]
-        plane[...] = cv2.add(np.ascontiguousarray(plane), delta, dtype=cv2.CV_8U)
-    else:
-        rgb = cv2.add(np.ascontiguousarray(color), cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)
-        out[:, :, :3] = rgb
+    if arr.ndim == 2:
+        return cv2.add(arr, delta, dtype=cv2.CV_8U)
+    if arr.shape[2] == 1:
+        return cv2.add(np.ascontiguousarray(arr[:, :, 0]), delta, dtype=cv2.CV_8U)[:, :, None]
+    rgb = cv2.add(np.ascontiguousarray(color), cv2.merge([delta, delta, delta]), dtype=cv2.CV_8U)
+    if arr.shape[2] == 3:
+        return rgb
+    out = arr.copy()  # RGBA: alpha kept
+    out[:, :, :3] = rgb
     return out
 
 
@@ -369,15 +385,16 @@ def embed_watermark(
 def _unit_coefficients(luma: np.ndarray, size: int) -> np.ndarray:
     """Unit-magnitude ring coefficients of the whitened, resampled picture (0 where flat)."""
     import cv2
+    import scipy.fft
 
     height, width = luma.shape
     shrink = height >= size and width >= size
     grid = cv2.resize(luma, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
     grid -= np.float32(grid.mean())  # small values: float rounding noise stays far below _VALID
-    high = grid - cv2.GaussianBlur(grid, (0, 0), 3.0 * size / 256.0)
+    high = grid - cv2.GaussianBlur(grid, (0, 0), min(3.0, 3.0 * size / 256.0))
     spread = cv2.sqrt(cv2.GaussianBlur(high * high, (0, 0), 2.0)) + np.float32(_DETECT_FLOOR)
     white = high / (spread * spread)
-    coeff = np.fft.rfft2(white).ravel()[_ring(size).index]
+    coeff = scipy.fft.rfft2(white, workers=-1).ravel()[_ring(size).index]
     magnitude = np.abs(coeff)
     valid = magnitude > _VALID * size
     return np.where(valid, coeff / np.where(valid, magnitude, 1.0), 0.0)
@@ -431,7 +448,7 @@ def detect_watermark_frames(frames: Iterable[np.ndarray], *, threshold: float = 
     if not sums:
         reason = "no frames" if count == 0 else f"smaller than {MIN_DETECT_SIDE} px on the short side"
         return WatermarkResult(False, 0.0, None, threshold, None, count, reason)
-    best = max((_score(s, size) + (size,) for size, s in sums.items()), key=lambda t: t[0])
+    best = max(((*_score(s, size), size) for size, s in sums.items()), key=lambda t: t[0])
     z, payload, size = best
     found = z >= threshold
     return WatermarkResult(found, z, payload if found else None, threshold, size, count, None)
