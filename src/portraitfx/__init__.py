@@ -86,6 +86,11 @@ _LAZY: dict[str, str] = {
     "save_style": "portraitfx.effects.stylize.pack",
     "list_styles": "portraitfx.effects.stylize.pack",
     "apply_to_path": "portraitfx.runtime.apply",
+    # provenance
+    "mark_image": "portraitfx.provenance",
+    "save_marked_image": "portraitfx.provenance",
+    "detect_watermark": "portraitfx.provenance",
+    "read_provenance": "portraitfx.provenance",
 }
 
 __all__ = [

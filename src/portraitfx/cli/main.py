@@ -18,6 +18,8 @@ from portraitfx.cli import analyze as analyze_cmd
 from portraitfx.cli import demo as demo_cmd
 from portraitfx.cli import style as style_cmd
 from portraitfx.cli import stylize as stylize_cmd
+from portraitfx.cli import swap as swap_cmd
+from portraitfx.cli import verify as verify_cmd
 from portraitfx.cli._stderr import filtered_native_stderr
 from portraitfx.errors import PortraitFxError
 
@@ -31,6 +33,8 @@ app = typer.Typer(
 )
 app.command("analyze")(analyze_cmd.analyze)
 app.command("stylize")(stylize_cmd.stylize)
+app.command("swap")(swap_cmd.swap)
+app.command("verify")(verify_cmd.verify)
 app.add_typer(style_cmd.app, name="style")
 app.command("demo")(demo_cmd.demo)
 

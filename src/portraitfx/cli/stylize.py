@@ -7,45 +7,13 @@ from pathlib import Path
 
 import typer
 
+from portraitfx.cli._run import check_paths, print_report
+
 
 class Region(str, Enum):
     face = "face"
     head = "head"
     frame = "frame"
-
-
-def _check_paths(source: Path, output: Path) -> str:
-    """Validate input and output before any work; return ``"folder"``, ``"image"`` or ``"video"``."""
-    from portraitfx.errors import ConfigError, OutputError
-    from portraitfx.io.images import SAVE_EXTENSIONS
-    from portraitfx.io.paths import check_input_path, check_output_path
-    from portraitfx.runtime.analyze import media_kind
-    from portraitfx.runtime.apply import VIDEO_SUFFIXES
-
-    if source.is_dir():
-        if output.exists() and not output.is_dir():
-            raise OutputError(f"the input is a folder, so the output must be one too; '{output}' is a file")
-        if output.resolve() == source.resolve():
-            raise OutputError(
-                "the output folder must differ from the input folder (inputs are never overwritten)"
-            )
-        if not output.parent.is_dir():
-            raise OutputError(f"output folder '{output.parent}' does not exist")
-        return "folder"
-    check_input_path(source)
-    check_output_path(output, inputs=(source,))
-    kind = media_kind(source)
-    suffix = output.suffix.lower()
-    if kind == "image" and suffix not in SAVE_EXTENSIONS:
-        raise ConfigError(
-            f"'{source.name}' is an image; give an image output ({', '.join(SAVE_EXTENSIONS)}), got '{output.name}'"
-        )
-    if kind == "video" and suffix not in VIDEO_SUFFIXES:
-        raise ConfigError(
-            f"'{source.name}' is a video; give a video output ({', '.join(sorted(VIDEO_SUFFIXES))}), "
-            f"got '{output.name}'"
-        )
-    return kind
 
 
 def _first_use_note(style: str) -> str | None:
@@ -100,7 +68,7 @@ def stylize(
     from portraitfx.runtime.apply import apply_to_path
 
     console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
-    kind = _check_paths(source, output)
+    kind = check_paths(source, output)
     note = _first_use_note(style)
     if note:
         console.print(note)
@@ -116,26 +84,4 @@ def stylize(
     finally:
         effect.close()
 
-    if kind == "folder":
-        console.print(
-            f"{source}: {len(report.outputs)} file(s) written, {len(report.skipped)} skipped (already done), "
-            f"{len(report.failed)} failed; {report.frames} frame(s), {report.faces} face(s) "
-            f"in {report.seconds:.1f} s"
-        )
-        if report.outputs:
-            console.print(f"  wrote to {output}")
-        for item, message in report.failed:
-            msg = " ".join(message.split())
-            print(f"failed: {item.name}: {msg}", file=sys.stderr)
-        return 1 if report.failed else 0
-    if kind == "video":
-        rate = report.seconds / report.media_seconds if report.media_seconds else 0.0
-        console.print(
-            f"{source}: {report.frames} frames, {report.faces} face(s) stylized in {report.seconds:.1f} s "
-            f"({rate:.2f} s per second of video)"
-        )
-    else:
-        console.print(f"{source}: {report.faces} face(s) stylized in {report.seconds * 1000:.0f} ms")
-    for out in report.outputs:
-        console.print(f"  wrote {out}")
-    return 0
+    return print_report(console, source, output, kind, report, "stylized")

@@ -104,7 +104,13 @@ def _apply_image(
         result = analyzer.run(loaded.rgb)
     faces = require_face(result, f"'{src}'") if require_faces else result.faces
     out = effect.apply(loaded.rgb, faces, None)
-    save_image(dst, out, icc_profile=loaded.icc_profile, inputs=(src,))
+    marked = getattr(effect, "provenance_effect", None)
+    if marked:
+        from portraitfx.provenance import save_marked_image
+
+        save_marked_image(dst, out, marked, icc_profile=loaded.icc_profile, inputs=(src,))
+    else:
+        save_image(dst, out, icc_profile=loaded.icc_profile, inputs=(src,))
     report.outputs.append(dst)
     report.frames += 1
     report.faces += len(faces)
@@ -136,7 +142,13 @@ def _apply_video(
 
         # into a temporary file first: a video with no face must not replace an existing output
         with atomic_output(dst, inputs=(src,)) as tmp:
-            result = process_video(src, tmp, step, progress=progress)
+            marked = getattr(effect, "provenance_effect", None)
+            metadata = None
+            if marked:
+                from portraitfx.provenance import video_metadata
+
+                metadata = video_metadata(marked)
+            result = process_video(src, tmp, step, progress=progress, metadata=metadata)
             if require_faces and report.faces == 0:
                 raise NoFaceError(f"no face found in any frame of '{src}'")
     report.frames += result.frames

@@ -1,0 +1,387 @@
+"""Model-free face swap: the source's face texture on the target's mesh.
+
+Pure functions, each usable on its own; :class:`~.effect.SwapEffect` chains them:
+
+1. :func:`shape_adapted_mesh`: the target's mesh with its outline (jaw, cheeks)
+   moved toward the source's face shape, expression and pose kept;
+2. :func:`warp_background`: the target frame deformed around the new outline
+   (moving least squares, so nothing tears);
+3. :func:`warp_piecewise_affine`: the source face warped triangle by triangle onto
+   that mesh, using only triangles facing the camera in both faces;
+4. :func:`transfer_colour`: the source's skin matched to the target's skin tone
+   and lighting (Lab statistics + low-frequency illumination);
+5. :func:`pyramid_blend`: multi-band blending under a feathered mask that leaves
+   out the target's mouth interior and anything occluding the face.
+
+Coordinates are full-frame pixels; meshes are ``(478, 3)`` float32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import cv2
+import numpy as np
+
+from portraitfx.face import topology as T
+from portraitfx.face.pose import umeyama
+
+__all__ = [
+    "colour_stats",
+    "grow",
+    "identity_mesh",
+    "mesh_triangles",
+    "pyramid_blend",
+    "shape_adapted_mesh",
+    "shrink",
+    "skin_occlusion",
+    "transfer_colour",
+    "visible_triangles",
+    "warp_background",
+    "warp_piecewise_affine",
+]
+
+# points that move little with expression: used to align one face onto another
+_STABLE = np.array(
+    [
+        10,
+        151,
+        9,
+        8,
+        168,
+        6,
+        197,
+        195,
+        5,
+        4,
+        1,
+        33,
+        133,
+        263,
+        362,
+        234,
+        454,
+        93,
+        323,
+        127,
+        356,
+        70,
+        300,
+        105,
+        334,
+    ]
+)
+
+
+@functools.cache
+def mesh_triangles() -> np.ndarray:
+    """``(T, 3)`` int32 triangles over the 468 mesh points (Delaunay of the frontal canonical face)."""
+    from scipy.spatial import Delaunay
+
+    from portraitfx.face.pose import canonical_face
+
+    tri = Delaunay(canonical_face()[: T.N_MESH, :2]).simplices.astype(np.int32)
+    tri.setflags(write=False)
+    return tri
+
+
+def visible_triangles(landmarks: np.ndarray, triangles: np.ndarray | None = None) -> np.ndarray:
+    """Boolean ``(T,)``: triangles facing the camera (counter-clockwise as in the frontal face)."""
+    tri = mesh_triangles() if triangles is None else triangles
+    p = np.asarray(landmarks, np.float64)[:, :2]
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+    from portraitfx.face.pose import canonical_face
+
+    ref = canonical_face()[:, :2].astype(np.float64)
+    ra, rb, rc = ref[tri[:, 0]], ref[tri[:, 1]], ref[tri[:, 2]]
+    ref_cross = (rb[:, 0] - ra[:, 0]) * (rc[:, 1] - ra[:, 1]) - (rb[:, 1] - ra[:, 1]) * (rc[:, 0] - ra[:, 0])
+    # same orientation as in the frontal face, and not collapsed to a sliver
+    return (np.sign(cross) == np.sign(ref_cross)) & (
+        np.abs(cross) > 0.05 * np.abs(ref_cross) * _scale2(p, ref)
+    )
+
+
+def _scale2(p: np.ndarray, ref: np.ndarray) -> float:
+    d = np.linalg.norm(p[473] - p[468]) if len(p) >= 478 else np.linalg.norm(p[263] - p[33])
+    d_ref = np.linalg.norm(ref[473] - ref[468])
+    return float((d / max(d_ref, 1e-9)) ** 2)
+
+
+def align_mesh(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """``source`` mesh ``(N, 2|3)`` moved by the 2-D similarity that best fits its stable points onto ``target``'s."""
+    s, r, t = umeyama(np.asarray(source)[_STABLE, :2], np.asarray(target)[_STABLE, :2])
+    return (s * np.asarray(source, np.float64)[:, :2] @ r.T + t).astype(np.float32)
+
+
+def shape_adapted_mesh(target: np.ndarray, source: np.ndarray, strength: float = 0.6) -> np.ndarray:
+    """The target's mesh with its outline moved toward the source's face shape.
+
+    Args:
+        target: ``(478, 2|3)`` target mesh (pose, expression).
+        source: ``(478, 2|3)`` source mesh (identity).
+        strength: 0 keeps the target's outline, 1 takes the source's (aligned).
+
+    Returns:
+        ``(478, 2)`` float32 mesh: outline blended, everything else the target's.
+    """
+    out = np.asarray(target, np.float32)[:, :2].copy()
+    aligned = align_mesh(source, target)
+    oval = list(T.FACE_OVAL)
+    # the top of the head (forehead, hairline) stays: only jaw and cheeks follow the source
+    t_pts = out[oval]
+    eye_y = (
+        out[[T.RIGHT_IRIS_CENTER, T.LEFT_IRIS_CENTER], 1].mean()
+        if len(out) >= 478
+        else out[[33, 263], 1].mean()
+    )
+    weight = np.clip((t_pts[:, 1] - eye_y) / max(np.ptp(out[:, 1]) * 0.25, 1e-6), 0, 1)[:, None] * strength
+    out[oval] = t_pts + weight * (aligned[oval] - t_pts)
+    return out
+
+
+_FEATURES = (
+    T.LEFT_EYE + T.LEFT_IRIS + (T.LEFT_IRIS_CENTER,),
+    T.RIGHT_EYE + T.RIGHT_IRIS + (T.RIGHT_IRIS_CENTER,),
+    T.LEFT_EYEBROW,
+    T.RIGHT_EYEBROW,
+    T.NOSE,
+    T.LIPS_OUTER + T.LIPS_INNER,
+)
+
+
+def identity_mesh(
+    target: np.ndarray, source: np.ndarray, shape: float = 0.6, features: float = 0.8
+) -> np.ndarray:
+    """The mesh the swapped face is drawn on: the source's proportions, the target's pose and expression.
+
+    The outline moves toward the source's (see :func:`shape_adapted_mesh`); each
+    feature (eyes, brows, nose, lips) moves to the source's place and size, aligned
+    to the target's head, but keeps the target's own shape, so an open mouth or a
+    closed eye stays so; the rest of the mesh follows smoothly (moving least squares).
+
+    Args:
+        target: ``(478, 2|3)`` target mesh.
+        source: ``(478, 2|3)`` source mesh.
+        shape: outline strength (0..1).
+        features: feature placement strength (0..1).
+
+    Returns:
+        ``(478, 2)`` float32.
+    """
+    from portraitfx.effects.stylize.guides import mls_deform
+
+    t = np.asarray(target, np.float64)[:, :2]
+    s = align_mesh(source, target).astype(np.float64)
+    outline = shape_adapted_mesh(target, source, shape).astype(np.float64)
+    old, new = [t[list(T.FACE_OVAL)]], [outline[list(T.FACE_OVAL)]]
+    for group in _FEATURES:
+        g = list(group)
+        ct, cs = t[g].mean(0), s[g].mean(0)
+        st = np.sqrt(((t[g] - ct) ** 2).sum(1).mean()) + 1e-6
+        ss = np.sqrt(((s[g] - cs) ** 2).sum(1).mean()) + 1e-6
+        k = (ss / st) ** features
+        old.append(t[g])
+        new.append((t[g] - ct) * k + ct + features * (cs - ct))
+    src_pts, dst_pts = np.concatenate(old), np.concatenate(new)
+    out = mls_deform(t, src_pts, dst_pts)
+    return out.astype(np.float32)
+
+
+def warp_background(
+    image: np.ndarray, old: np.ndarray, new: np.ndarray, roi: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Deform ``image`` inside ``roi`` so that points ``old (K, 2)`` move to ``new (K, 2)``.
+
+    The ROI's border stays fixed, so the deformation fades out smoothly. Returns a
+    new image (outside the ROI untouched).
+    """
+    from portraitfx.effects.stylize.guides import mls_positional_guide
+
+    x0, y0, x1, y1 = roi
+    if x1 - x0 < 8 or y1 - y0 < 8 or np.allclose(old, new, atol=0.25):
+        return image
+    border = np.array(
+        [[x, y] for x in np.linspace(x0, x1 - 1, 6) for y in (y0, y1 - 1)]
+        + [[x, y] for y in np.linspace(y0, y1 - 1, 6)[1:-1] for x in (x0, x1 - 1)],
+        np.float32,
+    )
+    # inverse map: for each output pixel, where to read in the original
+    src = np.concatenate([new, border])
+    dst = np.concatenate([old, border])
+    grid = mls_positional_guide(src, dst, (x1 - x0, y1 - y0), origin=(x0, y0), step=12)
+    out = image.copy()
+    out[y0:y1, x0:x1] = cv2.remap(
+        image, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+    )
+    return out
+
+
+def warp_piecewise_affine(
+    source: np.ndarray,
+    src_pts: np.ndarray,
+    dst_pts: np.ndarray,
+    roi: tuple[int, int, int, int],
+    triangles: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``source`` triangle by triangle so ``src_pts`` land on ``dst_pts`` (inside ``roi``).
+
+    Args:
+        source: ``H x W x 3`` uint8 image holding the texture.
+        src_pts: ``(N, 2)`` points in ``source``.
+        dst_pts: ``(N, 2)`` points in the output frame.
+        roi: ``(x0, y0, x1, y1)`` output region to fill.
+        triangles: ``(T, 3)`` vertex indices to use.
+
+    Returns:
+        ``(patch, covered)``: ``(y1-y0, x1-x0, 3)`` uint8 and an ``(y1-y0, x1-x0)`` bool
+        mask of the pixels some triangle covers.
+    """
+    x0, y0, x1, y1 = roi
+    w, h = x1 - x0, y1 - y0
+    ids = np.full((h, w), -1, np.int32)
+    dst = np.asarray(dst_pts, np.float64) - [x0, y0]
+    src = np.asarray(src_pts, np.float64)
+    for k, (a, b, c) in enumerate(triangles):
+        cv2.fillConvexPoly(ids, np.round(dst[[a, b, c]] * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
+    # per-triangle affine dst -> src, all at once
+    d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1))], axis=2)  # (T, 3, 3)
+    ok = np.abs(np.linalg.det(d)) > 1e-9
+    affines = np.zeros((len(triangles), 2, 3), np.float64)
+    affines[ok] = np.transpose(np.linalg.solve(d[ok], src[triangles[ok]]), (0, 2, 1))
+    covered = ids >= 0
+    yy, xx = np.nonzero(covered)
+    a = affines[ids[yy, xx]]
+    map_x = np.zeros((h, w), np.float32)
+    map_y = np.zeros((h, w), np.float32)
+    map_x[yy, xx] = a[:, 0, 0] * xx + a[:, 0, 1] * yy + a[:, 0, 2]
+    map_y[yy, xx] = a[:, 1, 0] * xx + a[:, 1, 1] * yy + a[:, 1, 2]
+    patch = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return patch, covered
+
+
+def transfer_colour(
+    patch: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    strength: float = 1.0,
+    lighting: float = 0.7,
+    sigma: float = 8.0,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Match the source patch's colour to the target's skin, then its lighting.
+
+    Args:
+        patch: ``h x w x 3`` uint8 warped source face.
+        target: ``h x w x 3`` uint8 target pixels under the patch.
+        mask: ``h x w`` bool skin pixels to measure both on.
+        strength: 0 keeps the source's skin tone, 1 takes the target's.
+        lighting: share of the target's low-frequency shading given to the patch.
+        sigma: blur (pixels) separating lighting from detail.
+        stats: precomputed ``(gain, offset)`` (e.g. smoothed over video frames).
+
+    Returns:
+        ``(patch, (gain, offset))``: the corrected patch and the Lab transfer used.
+    """
+    from portraitfx.effects.stylize.guides import smooth
+
+    src_lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB).astype(np.float32)
+    tgt_lab = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    if stats is None:
+        stats = colour_stats(src_lab, tgt_lab, mask, strength)
+    gain, offset = stats
+    out = src_lab * gain + offset
+    if lighting > 0:
+        # low-frequency shading of the target (inside the skin), detail of the source
+        m = mask.astype(np.float32)
+        weight = smooth(m, sigma) + 1e-4
+        t_low = smooth(tgt_lab[..., 0] * m, sigma) / weight
+        s_low = smooth(out[..., 0] * m, sigma) / weight
+        out[..., 0] += lighting * (t_low - s_low) * (weight > 0.2)
+    out = np.clip(out, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(out, cv2.COLOR_LAB2RGB), stats
+
+
+def colour_stats(
+    src_lab: np.ndarray, tgt_lab: np.ndarray, mask: np.ndarray, strength: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(gain, offset)`` taking the source's Lab mean and spread toward the target's."""
+    if mask.sum() < 16:
+        return np.ones(3, np.float32), np.zeros(3, np.float32)
+    s_mean, s_std = src_lab[mask].mean(0), src_lab[mask].std(0) + 1e-3
+    t_mean, t_std = tgt_lab[mask].mean(0), tgt_lab[mask].std(0) + 1e-3
+    gain = 1.0 + strength * (np.clip(t_std / s_std, 0.5, 2.0) - 1.0)
+    offset = (1 - strength) * s_mean + strength * t_mean - gain * s_mean
+    return gain.astype(np.float32), offset.astype(np.float32)
+
+
+def grow(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Dilate a boolean mask by ``radius`` pixels (Euclidean; fast for large radii)."""
+    return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, 3) <= radius
+
+
+def shrink(mask: np.ndarray, radius: float) -> np.ndarray:
+    """Erode a boolean mask by ``radius`` pixels (Euclidean; fast for large radii)."""
+    return cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3) > radius
+
+
+def skin_occlusion(target: np.ndarray, skin: np.ndarray, threshold: float = 3.5) -> np.ndarray:
+    """Pixels inside the face that do not look like the face's skin (hands, hair, glasses).
+
+    A Gaussian colour model (Cr, Cb and a loose luminance term) is fitted on the
+    face's skin; pixels far from it (Mahalanobis distance over ``threshold``) are
+    occluders.
+
+    Args:
+        target: ``h x w x 3`` uint8 target region.
+        skin: ``h x w`` bool skin pixels of the face (from the mesh).
+
+    Returns:
+        ``h x w`` bool: True where something covers the face.
+    """
+    h, w = skin.shape
+    if min(h, w) > 240:  # the colour model needs no more than ~240 px: work at half size
+        half = skin_occlusion(cv2.resize(target, (w // 2, h // 2), interpolation=cv2.INTER_AREA),
+                              cv2.resize(skin.astype(np.uint8), (w // 2, h // 2), interpolation=cv2.INTER_NEAREST) > 0,
+                              threshold)  # fmt: skip
+        return cv2.resize(half.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    ycc = cv2.cvtColor(target, cv2.COLOR_RGB2YCrCb).astype(np.float32)
+    feats = np.stack([ycc[..., 1], ycc[..., 2], ycc[..., 0] * 0.25], -1)
+    pix = feats[skin]
+    if len(pix) < 32:
+        return np.zeros(skin.shape, bool)
+    # robust fit: drop the farthest 15 % once (occluders inside the skin mask)
+    mean, cov = pix.mean(0), np.cov(pix.T) + np.eye(3) * 4.0
+    d = np.einsum("ni,ij,nj->n", pix - mean, np.linalg.inv(cov), pix - mean)
+    keep = pix[d <= np.quantile(d, 0.85)]
+    mean, cov = keep.mean(0), np.cov(keep.T) + np.eye(3) * 4.0
+    diff = feats - mean
+    dist = np.sqrt(np.einsum("hwi,ij,hwj->hw", diff, np.linalg.inv(cov), diff))
+    occ = (dist > threshold).astype(np.uint8)
+    occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    return occ > 0
+
+
+def pyramid_blend(
+    background: np.ndarray, foreground: np.ndarray, mask: np.ndarray, levels: int = 5
+) -> np.ndarray:
+    """Multi-band (Laplacian pyramid) blend of two ``h x w x 3`` uint8 images under ``mask`` (float, 0..1)."""
+    h, w = mask.shape
+    levels = max(1, min(levels, int(np.log2(max(min(h, w), 2))) - 2))
+    g_bg, g_fg, g_m = (
+        [background.astype(np.float32)],
+        [foreground.astype(np.float32)],
+        [mask.astype(np.float32)],
+    )
+    for _ in range(levels):
+        g_bg.append(cv2.pyrDown(g_bg[-1]))
+        g_fg.append(cv2.pyrDown(g_fg[-1]))
+        g_m.append(cv2.pyrDown(g_m[-1]))
+    out = g_fg[-1] * g_m[-1][..., None] + g_bg[-1] * (1 - g_m[-1][..., None])
+    for i in range(levels - 1, -1, -1):
+        size = (g_bg[i].shape[1], g_bg[i].shape[0])
+        l_bg = g_bg[i] - cv2.pyrUp(g_bg[i + 1], dstsize=size)
+        l_fg = g_fg[i] - cv2.pyrUp(g_fg[i + 1], dstsize=size)
+        m = g_m[i][..., None]
+        out = cv2.pyrUp(out, dstsize=size) + l_fg * m + l_bg * (1 - m)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

