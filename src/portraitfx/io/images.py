@@ -1002,8 +1002,15 @@ def save_image(
     pil, params = _prepare(image, fmt, quality=quality, icc_profile=icc_profile, exif=exif, alpha=alpha)
     with atomic_output(path, inputs=tuple(inputs)) as tmp:
         try:
-            pil.save(tmp, format=fmt, **params)
-        except OSError as err:
+            try:
+                pil.save(tmp, format=fmt, **params)
+            except RuntimeError:
+                if "exif" not in params:
+                    raise
+                # libtiff cannot write some camera EXIF (sub-IFDs): keep the picture, drop the EXIF
+                params = {k: v for k, v in params.items() if k != "exif"}
+                pil.save(tmp, format=fmt, **params)
+        except (OSError, RuntimeError) as err:
             raise OutputError(f"cannot write '{path}': {_short(err)}") from err
     return Path(path)
 
