@@ -1010,7 +1010,7 @@ def save_image(
                 # libtiff cannot write some camera EXIF (sub-IFDs): keep the picture, drop the EXIF
                 params = {k: v for k, v in params.items() if k != "exif"}
                 pil.save(tmp, format=fmt, **params)
-        except (OSError, RuntimeError) as err:
+        except OSError as err:
             raise OutputError(f"cannot write '{path}': {_short(err)}") from err
     return Path(path)
 
