@@ -23,6 +23,7 @@ import functools
 import cv2
 import numpy as np
 
+from portraitfx._numba import nb
 from portraitfx.face import topology as T
 from portraitfx.face.pose import umeyama
 
@@ -239,25 +240,42 @@ def warp_piecewise_affine(
     """
     x0, y0, x1, y1 = roi
     w, h = x1 - x0, y1 - y0
-    ids = np.full((h, w), -1, np.int32)
-    dst = np.asarray(dst_pts, np.float64) - [x0, y0]
-    src = np.asarray(src_pts, np.float64)
-    for k, (a, b, c) in enumerate(triangles):
-        cv2.fillConvexPoly(ids, np.round(dst[[a, b, c]] * 16).astype(np.int32), int(k), cv2.LINE_8, 4)
-    # per-triangle affine dst -> src, all at once
-    d = np.concatenate([dst[triangles], np.ones((len(triangles), 3, 1))], axis=2)  # (T, 3, 3)
-    ok = np.abs(np.linalg.det(d)) > 1e-9
-    affines = np.zeros((len(triangles), 2, 3), np.float64)
-    affines[ok] = np.transpose(np.linalg.solve(d[ok], src[triangles[ok]]), (0, 2, 1))
-    covered = ids >= 0
-    yy, xx = np.nonzero(covered)
-    a = affines[ids[yy, xx]]
-    map_x = np.zeros((h, w), np.float32)
-    map_y = np.zeros((h, w), np.float32)
-    map_x[yy, xx] = a[:, 0, 0] * xx + a[:, 0, 1] * yy + a[:, 0, 2]
-    map_y[yy, xx] = a[:, 1, 0] * xx + a[:, 1, 1] * yy + a[:, 1, 2]
+    tri = np.ascontiguousarray(triangles, np.int64)
+    dst = np.ascontiguousarray(np.asarray(dst_pts, np.float64)[:, :2] - [x0, y0])
+    src = np.ascontiguousarray(np.asarray(src_pts, np.float64)[:, :2])
+    map_x, map_y, covered = _raster_maps(dst, src, tri, h, w)
     patch = cv2.remap(source, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     return patch, covered
+
+
+@nb.njit(cache=True)
+def _raster_maps(
+    dst: np.ndarray, src: np.ndarray, tri: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every pixel covered by a ``dst`` triangle, its position in ``src`` (barycentric)."""
+    map_x = np.zeros((h, w), np.float32)
+    map_y = np.zeros((h, w), np.float32)
+    covered = np.zeros((h, w), np.bool_)
+    for t in range(tri.shape[0]):
+        a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
+        ax, ay, bx, by, cx, cy = dst[a, 0], dst[a, 1], dst[b, 0], dst[b, 1], dst[c, 0], dst[c, 1]
+        den = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
+        if abs(den) < 1e-9:
+            continue
+        xa = max(int(np.floor(min(ax, bx, cx))), 0)
+        xb = min(int(np.ceil(max(ax, bx, cx))), w - 1)
+        ya = max(int(np.floor(min(ay, by, cy))), 0)
+        yb = min(int(np.ceil(max(ay, by, cy))), h - 1)
+        for y in range(ya, yb + 1):
+            for x in range(xa, xb + 1):
+                l0 = ((by - cy) * (x - cx) + (cx - bx) * (y - cy)) / den
+                l1 = ((cy - ay) * (x - cx) + (ax - cx) * (y - cy)) / den
+                l2 = 1.0 - l0 - l1
+                if l0 >= -1e-6 and l1 >= -1e-6 and l2 >= -1e-6:
+                    map_x[y, x] = l0 * src[a, 0] + l1 * src[b, 0] + l2 * src[c, 0]
+                    map_y[y, x] = l0 * src[a, 1] + l1 * src[b, 1] + l2 * src[c, 1]
+                    covered[y, x] = True
+    return map_x, map_y, covered
 
 
 def transfer_colour(

@@ -41,6 +41,7 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
+WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
 
 
 @dataclass(frozen=True)
@@ -206,34 +207,108 @@ class SwapEffect:
             base[ry0:ry1, rx0:rx1] = np.clip(
                 orig + fade * (warped.astype(np.float32) - orig) + 0.5, 0, 255
             ).astype(np.uint8)
-        # 3. source texture onto the new mesh (triangles visible in both faces)
+        # 3-6 run at a working resolution capped at WORK_EYE_DISTANCE (the source photo
+        # rarely has more detail); the change they make is brought back to full size
         tri = mesh_triangles()
         vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
         if vis.sum() < 0.3 * len(tri):  # turned too far: leave the face as it is
             return frame
+        k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
+        rw, rh = rx1 - rx0, ry1 - ry0
+        sw, sh = max(int(round(rw * k)), 8), max(int(round(rh * k)), 8)
+        scale = np.array([sw / rw, sh / rh], np.float64)
+        local_t = t_lm.astype(np.float64).copy()
+        local_t[:, :2] = (local_t[:, :2] - [rx0, ry0]) * scale
+        local_t[:, 2] *= scale[0]
+        local_dst = (dst.astype(np.float64) - [rx0, ry0]) * scale
+        region_full = base[ry0:ry1, rx0:rx1]
+        original_full = frame[ry0:ry1, rx0:rx1]
+        if k < 1.0:
+            region = cv2.resize(region_full, (sw, sh), interpolation=cv2.INTER_AREA)
+            original = cv2.resize(original_full, (sw, sh), interpolation=cv2.INTER_AREA)
+        else:
+            region, original = region_full.copy(), original_full
+        change, mouth, occluded = self._swap_local(
+            src,
+            region,
+            original,
+            local_t.astype(np.float32),
+            local_dst.astype(np.float32),
+            tri,
+            vis,
+            iod * k,
+            scratch,
+        )
+        if k < 1.0:
+            change = cv2.resize(change, (rw, rh), interpolation=cv2.INTER_LINEAR)
+        result = np.clip(region_full.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+        # full-size details that must stay sharp: the target's mouth interior (moved with the
+        # lips) and whatever covers the face
+        if mouth.any():
+            mouth_full = (
+                region_mask(result.shape, np.concatenate([dst - [rx0, ry0], t_lm[:, 2:3]], 1), "mouth") > 0.5
+            )
+            if mouth_full.any():
+                my, mx = np.nonzero(mouth_full)
+                box = (rx0 + max(mx.min() - 4, 0), ry0 + max(my.min() - 4, 0),
+                       rx0 + min(mx.max() + 5, rw), ry0 + min(my.max() + 5, rh))  # fmt: skip
+                own, covered = warp_piecewise_affine(frame, t_lm[:468, :2], dst[:468], box, tri)
+                sub = mouth_full[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0] & covered
+                result[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0][sub] = own[sub]
+        if occluded.any():
+            occ_full = cv2.resize(occluded.astype(np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR) > 0.5
+            core_occ = cv2.erode(occ_full.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+            result[core_occ] = original_full[core_occ]
+        out = frame.copy()
+        # only the zone around the face may change (the blend's low bands reach a little outside)
+        inside = zone.astype(bool)
+        out[ry0:ry1, rx0:rx1][inside] = result[inside]
+        return out
+
+    def _swap_local(
+        self,
+        src: SourceFace,
+        region: np.ndarray,
+        original: np.ndarray,
+        t_lm: np.ndarray,
+        dst: np.ndarray,
+        tri: np.ndarray,
+        vis: np.ndarray,
+        iod: float,
+        scratch: dict[str, Any] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Steps 3-6 in a region's own pixel frame.
+
+        Returns:
+            ``(change, mouth, occluded)``: float32 ``h x w x 3`` to add to ``region``,
+            and the mouth-interior and occluder masks.
+        """
+        opt = self.options
+        h, w = region.shape[:2]
+        roi = (0, 0, w, h)
+        # 3. source texture onto the new mesh (triangles visible in both faces)
         patch, covered = warp_piecewise_affine(
             src.image, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
         )
         # the target's own texture on the new mesh: its mouth interior moves with the lips
-        own, _ = warp_piecewise_affine(frame, t_lm[:468, :2], dst[:468], roi, tri)
-        region = base[ry0:ry1, rx0:rx1].copy()
-        original = frame[ry0:ry1, rx0:rx1]
-        # 4. masks in the ROI: the face, minus the target's open mouth and what covers the face
-        shifted = t_lm.copy()
-        shifted[:, 0] -= rx0
-        shifted[:, 1] -= ry0
+        own, _ = warp_piecewise_affine(original, t_lm[:468, :2], dst[:468], roi, tri)
+        base = region.copy()
+        # 4. masks: the face, minus the target's open mouth and what covers the face
         adapted = np.concatenate([dst, t_lm[:, 2:3]], axis=1)
-        adapted[:, 0] -= rx0
-        adapted[:, 1] -= ry0
-        face_mask = region_mask(region.shape, adapted, "face") > 0.5
-        face_mask &= covered
-        skin = (region_mask(region.shape, shifted, "skin", forehead=0.0) > 0.5) & face_mask
+        face_mask = (region_mask(region.shape, adapted, "face") > 0.5) & covered
+        skin = (region_mask(region.shape, t_lm, "skin", forehead=0.0) > 0.5) & face_mask
         mouth = region_mask(region.shape, adapted, "mouth") > 0.5
         mouth = cv2.dilate(mouth.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         region[mouth] = own[mouth]
         occluded = np.zeros_like(mouth)
         if opt.occlusion:
-            occluded = skin_occlusion(original, skin) & face_mask
+            # only inside the skin proper (eyes, brows, lips and their shadows are the face,
+            # not occluders), and only blobs big enough to be a hand or hair, not a mole
+            occluded = skin_occlusion(original, skin) & shrink(skin, max(1.0, 0.04 * iod))
+            n, labels, blob_stats, _ = cv2.connectedComponentsWithStats(occluded.astype(np.uint8), connectivity=8)
+            big = np.zeros(n, bool)
+            big[1:] = blob_stats[1:, cv2.CC_STAT_AREA] >= (0.25 * iod) ** 2
+            occluded = big[labels]
             region[occluded] = original[occluded]
         keep_target = mouth | occluded
         # 5. colour; in video the transfer is smoothed over time so it does not pulse
@@ -254,14 +329,7 @@ class SwapEffect:
         sigma = max(opt.feather * iod, 1.0)
         soft = smooth(shrink(alpha, sigma).astype(np.float32), sigma) * alpha
         blended = pyramid_blend(region, patch, soft)
-        # what covers the face is put back exactly (the blend's low bands would tint it)
-        core_occ = cv2.erode(occluded.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        blended[core_occ] = original[core_occ]
-        out = frame.copy()
-        # only the zone around the face may change (the blend's low bands reach a little outside)
-        inside = zone.astype(bool)
-        out[ry0:ry1, rx0:rx1][inside] = blended[inside]
-        return out
+        return blended.astype(np.float32) - base.astype(np.float32), mouth, occluded
 
     # -- Effect protocol --------------------------------------------------------------
     def apply(self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None) -> np.ndarray:
