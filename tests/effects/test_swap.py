@@ -225,3 +225,19 @@ def test_swapped_outputs_carry_provenance(tmp_path, biden, astronaut, data_dir, 
     apply_to_file(fx.create_effect("swap", source=data_dir / "obama.jpg"), clip, tmp_path / "s.mp4")
     assert read_provenance(tmp_path / "s.mp4").get("effect") == "swap"
     assert main(["verify", str(tmp_path / "s.mp4")]) == 0
+
+
+def test_cli_target_without_face_is_copied_with_a_warning(tmp_path, data_dir, capsys):
+    from portraitfx.cli.main import main
+    from portraitfx.io.images import load_image, save_image
+    from portraitfx.provenance import read_provenance
+
+    wall = np.full((160, 200, 3), 120, np.uint8)
+    save_image(tmp_path / "wall.png", wall)
+    code = main(
+        ["swap", "-s", str(data_dir / "obama.jpg"), str(tmp_path / "wall.png"), "-o", str(tmp_path / "o.png")]
+    )
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: no face found" in err
+    assert np.array_equal(load_image(tmp_path / "o.png"), wall)
+    assert read_provenance(tmp_path / "o.png") == {}  # an unchanged picture is not labelled as generated

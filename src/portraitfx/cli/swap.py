@@ -61,7 +61,10 @@ def swap(
         report = apply_to_path(
             effect, source, output, options=AnalyzeOptions(max_faces=max_faces),
             progress=not quiet and sys.stderr.isatty(),
+            require_faces=False,  # a picture with nobody to swap is copied as it is, with a warning
         )  # fmt: skip
     finally:
         effect.close()
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return print_report(console, source, output, kind, report, "swapped")

@@ -44,6 +44,7 @@ class ApplyReport:
         faces: faces processed (summed over frames).
         seconds: wall time.
         media_seconds: seconds of video processed.
+        warnings: things the user should know (e.g. an image with no face, copied as is).
     """
 
     outputs: list[Path] = field(default_factory=list)
@@ -53,6 +54,7 @@ class ApplyReport:
     faces: int = 0
     seconds: float = 0.0
     media_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
 
 def _is_video(path: Path) -> bool:
@@ -104,7 +106,8 @@ def _apply_image(
         result = analyzer.run(loaded.rgb)
     faces = require_face(result, f"'{src}'") if require_faces else result.faces
     out = effect.apply(loaded.rgb, faces, None)
-    marked = getattr(effect, "provenance_effect", None)
+    # an unchanged picture (no face) must not be labelled as generated
+    marked = getattr(effect, "provenance_effect", None) if faces else None
     if marked:
         from portraitfx.provenance import save_marked_image
 
@@ -114,6 +117,8 @@ def _apply_image(
     report.outputs.append(dst)
     report.frames += 1
     report.faces += len(faces)
+    if not faces:
+        report.warnings.append(f"no face found in '{src}'; the output is a copy of the input")
 
 
 def _apply_video(
@@ -165,6 +170,7 @@ def apply_to_folder(
     progress: bool = False,
     suffix: str | None = None,
     on_item: Callable[[Path, Path | None, str | None], None] | None = None,
+    require_faces: bool = True,
 ) -> ApplyReport:
     """Apply ``effect`` to every image and video directly inside folder ``src``.
 
@@ -213,7 +219,10 @@ def apply_to_folder(
                 if on_item:
                     on_item(item, target, "exists")
                 continue
-            one = apply_to_file(effect, item, target, options=options, progress=False)
+            one = apply_to_file(
+                effect, item, target, options=options, progress=False, require_faces=require_faces
+            )
+            report.warnings += one.warnings
             report.outputs += one.outputs
             report.frames += one.frames
             report.faces += one.faces
@@ -240,10 +249,17 @@ def apply_to_path(
     *,
     options: AnalyzeOptions | None = None,
     progress: bool | None = None,
+    require_faces: bool = True,
 ) -> ApplyReport:
-    """:func:`apply_to_folder` for a folder, :func:`apply_to_file` otherwise."""
+    """:func:`apply_to_folder` for a folder, :func:`apply_to_file` otherwise.
+
+    With ``require_faces=False`` an image without a face is copied unchanged and a
+    warning is added to the report instead of raising :class:`NoFaceError`.
+    """
     if progress is None:
         progress = sys.stderr.isatty()
     if Path(src).is_dir():
-        return apply_to_folder(effect, src, dst, options=options, progress=progress)
-    return apply_to_file(effect, src, dst, options=options, progress=progress)
+        return apply_to_folder(
+            effect, src, dst, options=options, progress=progress, require_faces=require_faces
+        )
+    return apply_to_file(effect, src, dst, options=options, progress=progress, require_faces=require_faces)

@@ -305,7 +305,9 @@ class SwapEffect:
             # only inside the skin proper (eyes, brows, lips and their shadows are the face,
             # not occluders), and only blobs big enough to be a hand or hair, not a mole
             occluded = skin_occlusion(original, skin) & shrink(skin, max(1.0, 0.04 * iod))
-            n, labels, blob_stats, _ = cv2.connectedComponentsWithStats(occluded.astype(np.uint8), connectivity=8)
+            n, labels, blob_stats, _ = cv2.connectedComponentsWithStats(
+                occluded.astype(np.uint8), connectivity=8
+            )
             big = np.zeros(n, bool)
             big[1:] = blob_stats[1:, cv2.CC_STAT_AREA] >= (0.25 * iod) ** 2
             occluded = big[labels]
