@@ -86,6 +86,7 @@ class FaceTracker:
         min_score: detection confidence to start tracking a face.
         min_face_size: faces smaller than this (pixels) are not tracked.
         crop_size: side of the per-face crop the mesh runs on.
+        detector: detection model for new faces (``"full"``, ``"short"`` or ``"auto"``).
     """
 
     def __init__(
@@ -100,6 +101,7 @@ class FaceTracker:
         min_score: float = 0.5,
         min_face_size: float = 24.0,
         crop_size: int = 256,
+        detector: str = "full",
     ) -> None:
         if max_faces < 1:
             raise ConfigError(f"max_faces must be at least 1, got {max_faces}")
@@ -112,7 +114,7 @@ class FaceTracker:
         self.max_age = int(max_age)
         self.min_face_size = float(min_face_size)
         self.crop_size = int(crop_size)
-        self._detector = FaceDetector("full", min_score)
+        self._detector = FaceDetector(detector, min_score)  # type: ignore[arg-type]
         self._placer = FaceMesher(crop_size=self.crop_size)
         self._spare: list[_mp.Graph] = []
         self._tracks: list[_Track] = []

@@ -175,7 +175,13 @@ def _analyze_video(
     with contextlib.ExitStack() as stack:
         reader = stack.enter_context(VideoReader(src))
         tracker = stack.enter_context(
-            FaceTracker(options.max_faces, min_score=options.min_score, min_face_size=options.min_face_size)
+            FaceTracker(
+                options.max_faces,
+                min_score=options.min_score,
+                min_face_size=options.min_face_size,
+                # "auto" in video is the full-range model: new faces can be far away
+                detector="full" if options.detector == "auto" else options.detector,
+            )
         )
         info, total = reader.info, reader.info.frame_count
         # entered last, so it is finalised (or removed, on an error) before the reader closes
