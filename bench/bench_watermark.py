@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
 
+from bench_video_io import timed  # the same timing rule for every benchmark (bench/ is on sys.path)
 from portraitfx.provenance import detect_watermark, embed_watermark
 from portraitfx.provenance import watermark as wm
 from portraitfx.testing import clips as clipmaker
@@ -38,17 +37,6 @@ def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
     still = clipmaker.synthetic_still(height, width, seed=seed)
     noise = rng.integers(-3, 4, size=still.shape, dtype=np.int16)
     return np.clip(still.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-
-
-def timed(repeat: int, fn: Callable[[], object]) -> tuple[float, float]:
-    """(best, median) wall time of ``repeat`` runs after one warm-up run, in seconds."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
 
 
 def attacked(image: np.ndarray) -> np.ndarray:

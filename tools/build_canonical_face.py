@@ -18,19 +18,9 @@ import mediapipe as mp
 import numpy as np
 from PIL import Image
 
+from portraitfx.face.pose import umeyama
+
 OUT = Path(__file__).resolve().parents[1] / "src/portraitfx/assets/canonical_face.npy"
-
-
-def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (s, R, t) minimising |s R src + t - dst|."""
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    a, b = src - mu_s, dst - mu_d
-    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.ones(3)
-    d[-1] = np.sign(np.linalg.det(u @ vt))
-    rot = u @ np.diag(d) @ vt
-    scale = (sig * d).sum() / a.var(0).sum()
-    return scale, rot, mu_d - scale * rot @ mu_s
 
 
 def main(paths: list[str]) -> None:
