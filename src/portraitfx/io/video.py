@@ -1417,6 +1417,9 @@ def process_video(
         >>> process_video("in.mp4", "blurred.mp4", blur, progress=False)  # doctest: +SKIP
         VideoProcessResult(frames=150, seconds_of_video=5.0, ...)
     """
+    from portraitfx._malloc import tune_allocator
+
+    tune_allocator()
     started = _time.perf_counter()
     with VideoReader(src) as reader:
         info = reader.info

@@ -32,10 +32,12 @@ __all__ = [
     "grow",
     "identity_mesh",
     "mesh_triangles",
+    "occluders",
     "pyramid_blend",
     "shape_adapted_mesh",
     "shrink",
     "skin_occlusion",
+    "to_lab",
     "transfer_colour",
     "visible_triangles",
     "warp_background",
@@ -151,8 +153,19 @@ _FEATURES = (
 )
 
 
+# the openings identity_mesh can widen or narrow: feature group -> the points that open,
+# and the two corners they open from
+_OPENINGS = {0: T.LEFT_EYE, 1: T.RIGHT_EYE, 5: T.LIPS_INNER}
+_CORNERS = {0: (263, 362), 1: (33, 133), 5: (78, 308)}
+_OPENINGS_ORDER = (0, 1, 5)
+
+
 def identity_mesh(
-    target: np.ndarray, source: np.ndarray, shape: float = 0.6, features: float = 0.8
+    target: np.ndarray,
+    source: np.ndarray,
+    shape: float = 0.6,
+    features: float = 0.8,
+    openness: tuple[float, float, float] | None = None,
 ) -> np.ndarray:
     """The mesh the swapped face is drawn on: the source's proportions, the target's pose and expression.
 
@@ -166,6 +179,9 @@ def identity_mesh(
         source: ``(478, 2|3)`` source mesh.
         shape: outline strength (0..1).
         features: feature placement strength (0..1).
+        openness: factors for how far the left eye, the right eye and the mouth open
+            (1 = as the target's); the swap uses them to correct what the source's
+            texture does to the apparent openness (a squint, thick lips).
 
     Returns:
         ``(478, 2)`` float32.
@@ -176,14 +192,23 @@ def identity_mesh(
     s = align_mesh(source, target).astype(np.float64)
     outline = shape_adapted_mesh(target, source, shape).astype(np.float64)
     old, new = [t[list(T.FACE_OVAL)]], [outline[list(T.FACE_OVAL)]]
-    for group in _FEATURES:
+    for i, group in enumerate(_FEATURES):
         g = list(group)
         ct, cs = t[g].mean(0), s[g].mean(0)
         st = np.sqrt(((t[g] - ct) ** 2).sum(1).mean()) + 1e-6
         ss = np.sqrt(((s[g] - cs) ** 2).sum(1).mean()) + 1e-6
         k = (ss / st) ** features
+        moved = (t[g] - ct) * k + ct + features * (cs - ct)
+        if openness is not None and i in _OPENINGS:
+            lids, corners, f = _OPENINGS[i], _CORNERS[i], float(openness[_OPENINGS_ORDER.index(i)])
+            rows = [g.index(j) for j in lids]
+            a, b = moved[g.index(corners[0])], moved[g.index(corners[1])]
+            axis = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
+            normal = np.array([-axis[1], axis[0]])
+            offset = (moved[rows] - a) @ normal
+            moved[rows] += (f - 1.0) * offset[:, None] * normal
         old.append(t[g])
-        new.append((t[g] - ct) * k + ct + features * (cs - ct))
+        new.append(moved)
     src_pts, dst_pts = np.concatenate(old), np.concatenate(new)
     out = mls_deform(t, src_pts, dst_pts)
     return out.astype(np.float32)
@@ -286,6 +311,7 @@ def transfer_colour(
     lighting: float = 0.7,
     sigma: float = 8.0,
     stats: tuple[np.ndarray, np.ndarray] | None = None,
+    labs: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """Match the source patch's colour to the target's skin, then its lighting.
 
@@ -297,18 +323,18 @@ def transfer_colour(
         lighting: share of the target's low-frequency shading given to the patch.
         sigma: blur (pixels) separating lighting from detail.
         stats: precomputed ``(gain, offset)`` (e.g. smoothed over video frames).
+        labs: ``patch`` and ``target`` already in float32 Lab (:func:`to_lab`), if at hand.
 
     Returns:
         ``(patch, (gain, offset))``: the corrected patch and the Lab transfer used.
     """
     from portraitfx.effects.stylize.guides import smooth
 
-    src_lab = cv2.cvtColor(patch, cv2.COLOR_RGB2LAB).astype(np.float32)
-    tgt_lab = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    src_lab, tgt_lab = labs if labs is not None else (to_lab(patch), to_lab(target))
     if stats is None:
         stats = colour_stats(src_lab, tgt_lab, mask, strength)
     gain, offset = stats
-    out = src_lab * gain + offset
+    out = cv2.transform(src_lab, np.concatenate([np.diag(gain), offset[:, None]], 1).astype(np.float32))
     if lighting > 0:
         # low-frequency shading of the target (inside the skin), detail of the source
         m = mask.astype(np.float32)
@@ -316,18 +342,24 @@ def transfer_colour(
         t_low = smooth(tgt_lab[..., 0] * m, sigma) / weight
         s_low = smooth(out[..., 0] * m, sigma) / weight
         out[..., 0] += lighting * (t_low - s_low) * (weight > 0.2)
-    out = np.clip(out, 0, 255).astype(np.uint8)
-    return cv2.cvtColor(out, cv2.COLOR_LAB2RGB), stats
+    return cv2.cvtColor(np.clip(out, 0, 255, out=out).astype(np.uint8), cv2.COLOR_LAB2RGB), stats
+
+
+def to_lab(image: np.ndarray) -> np.ndarray:
+    """``h x w x 3`` uint8 RGB as float32 Lab in OpenCV's 8-bit scaling (L, a, b all 0..255)."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(np.float32)
 
 
 def colour_stats(
     src_lab: np.ndarray, tgt_lab: np.ndarray, mask: np.ndarray, strength: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel ``(gain, offset)`` taking the source's Lab mean and spread toward the target's."""
-    if mask.sum() < 16:
+    m8 = mask.astype(np.uint8)
+    if cv2.countNonZero(m8) < 16:
         return np.ones(3, np.float32), np.zeros(3, np.float32)
-    s_mean, s_std = src_lab[mask].mean(0), src_lab[mask].std(0) + 1e-3
-    t_mean, t_std = tgt_lab[mask].mean(0), tgt_lab[mask].std(0) + 1e-3
+    s_mean, s_std = (v.ravel() for v in cv2.meanStdDev(src_lab, mask=m8))
+    t_mean, t_std = (v.ravel() for v in cv2.meanStdDev(tgt_lab, mask=m8))
+    s_std, t_std = s_std + 1e-3, t_std + 1e-3
     gain = 1.0 + strength * (np.clip(t_std / s_std, 0.5, 2.0) - 1.0)
     offset = (1 - strength) * s_mean + strength * t_mean - gain * s_mean
     return gain.astype(np.float32), offset.astype(np.float32)
@@ -373,33 +405,68 @@ def skin_occlusion(target: np.ndarray, skin: np.ndarray, threshold: float = 3.5)
     d = np.einsum("ni,ij,nj->n", pix - mean, np.linalg.inv(cov), pix - mean)
     keep = pix[d <= np.quantile(d, 0.85)]
     mean, cov = keep.mean(0), np.cov(keep.T) + np.eye(3) * 4.0
-    diff = feats - mean
-    dist = np.sqrt(np.einsum("hwi,ij,hwj->hw", diff, np.linalg.inv(cov), diff))
-    occ = (dist > threshold).astype(np.uint8)
+    # whitening: |A (x - mean)|^2 is the squared Mahalanobis distance when A^T A = cov^-1
+    a = np.linalg.cholesky(np.linalg.inv(cov)).T
+    white = cv2.transform(feats, np.concatenate([a, -(a @ mean)[:, None]], 1).astype(np.float32))
+    dist2 = cv2.transform(cv2.multiply(white, white), np.ones((1, 3), np.float32))
+    occ = (dist2 > threshold * threshold).astype(np.uint8)
     occ = cv2.morphologyEx(occ, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     return occ > 0
+
+
+def occluders(image: np.ndarray, skin: np.ndarray, iod: float, threshold: float = 3.5) -> np.ndarray:
+    """What covers a face (hands, hair, glasses): :func:`skin_occlusion` inside the skin proper,
+    keeping only blobs big enough to be one (a quarter of the eye distance across), not a mole.
+
+    Args:
+        image: ``h x w x 3`` uint8 around the face.
+        skin: ``h x w`` bool skin of the face (eyes, brows and lips are holes in it).
+        iod: the face's eye distance in pixels.
+    """
+    occluded = skin_occlusion(image, skin, threshold) & shrink(skin, max(1.0, 0.04 * iod))
+    n, labels, blob_stats, _ = cv2.connectedComponentsWithStats(occluded.astype(np.uint8), connectivity=8)
+    big = np.zeros(n, bool)
+    big[1:] = blob_stats[1:, cv2.CC_STAT_AREA] >= (0.25 * iod) ** 2
+    return big[labels]
 
 
 def pyramid_blend(
     background: np.ndarray, foreground: np.ndarray, mask: np.ndarray, levels: int = 5
 ) -> np.ndarray:
-    """Multi-band (Laplacian pyramid) blend of two ``h x w x 3`` uint8 images under ``mask`` (float, 0..1)."""
+    """Multi-band (Laplacian pyramid) blend of two ``h x w x 3`` uint8 images under ``mask`` (float, 0..1).
+
+    Only the mask's bounding box (plus the reach of the coarsest band) is computed.
+    """
     h, w = mask.shape
     levels = max(1, min(levels, int(np.log2(max(min(h, w), 2))) - 2))
-    g_bg, g_fg, g_m = (
-        [background.astype(np.float32)],
-        [foreground.astype(np.float32)],
-        [mask.astype(np.float32)],
+    ys, xs = (
+        np.nonzero(cv2.reduce(mask, 1, cv2.REDUCE_MAX)[:, 0] > 0)[0],
+        np.nonzero(cv2.reduce(mask, 0, cv2.REDUCE_MAX)[0] > 0)[0],
     )
+    if len(ys) == 0:
+        return background.copy()
+    pad = 2 ** (levels + 1)
+    y0, y1 = max(int(ys[0]) - pad, 0), min(int(ys[-1]) + pad + 1, h)
+    x0, x1 = max(int(xs[0]) - pad, 0), min(int(xs[-1]) + pad + 1, w)
+    if (y1 - y0) * (x1 - x0) < 0.8 * h * w:
+        out = background.copy()
+        out[y0:y1, x0:x1] = pyramid_blend(
+            background[y0:y1, x0:x1],
+            foreground[y0:y1, x0:x1],
+            np.ascontiguousarray(mask[y0:y1, x0:x1]),
+            levels,
+        )
+        return out
+    # the background's own bands pass through unchanged, so only the difference needs a
+    # pyramid: out = background + sum over bands of band(foreground - background) * mask
+    g_d = [cv2.subtract(foreground, background, dtype=cv2.CV_32F)]
+    g_m = [mask.astype(np.float32)]
     for _ in range(levels):
-        g_bg.append(cv2.pyrDown(g_bg[-1]))
-        g_fg.append(cv2.pyrDown(g_fg[-1]))
+        g_d.append(cv2.pyrDown(g_d[-1]))
         g_m.append(cv2.pyrDown(g_m[-1]))
-    out = g_fg[-1] * g_m[-1][..., None] + g_bg[-1] * (1 - g_m[-1][..., None])
+    out = cv2.multiply(g_d[-1], cv2.merge([g_m[-1]] * 3))
     for i in range(levels - 1, -1, -1):
-        size = (g_bg[i].shape[1], g_bg[i].shape[0])
-        l_bg = g_bg[i] - cv2.pyrUp(g_bg[i + 1], dstsize=size)
-        l_fg = g_fg[i] - cv2.pyrUp(g_fg[i + 1], dstsize=size)
-        m = g_m[i][..., None]
-        out = cv2.pyrUp(out, dstsize=size) + l_fg * m + l_bg * (1 - m)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        size = (g_d[i].shape[1], g_d[i].shape[0])
+        band = cv2.subtract(g_d[i], cv2.pyrUp(g_d[i + 1], dstsize=size))
+        out = cv2.add(cv2.pyrUp(out, dstsize=size), cv2.multiply(band, cv2.merge([g_m[i]] * 3)))
+    return cv2.add(background, out, dtype=cv2.CV_8U)

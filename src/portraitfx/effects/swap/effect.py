@@ -17,23 +17,23 @@ import numpy as np
 
 from portraitfx._validate import check_choice, check_image, with_overrides
 from portraitfx.effects.base import EffectState, register_effect
-from portraitfx.effects.stylize.guides import smooth
+from portraitfx.effects.stylize.guides import mls_positional_guide, smooth
 from portraitfx.errors import ConfigError, InputError
 from portraitfx.face import topology as T
-from portraitfx.face.regions import region_mask
-from portraitfx.face.types import Face
+from portraitfx.face.regions import _up_vector, region_mask
+from portraitfx.face.types import Detection, Face
 
 from .classic import (
     colour_stats,
     grow,
     identity_mesh,
     mesh_triangles,
+    occluders,
     pyramid_blend,
     shrink,
-    skin_occlusion,
+    to_lab,
     transfer_colour,
     visible_triangles,
-    warp_background,
     warp_piecewise_affine,
 )
 
@@ -41,7 +41,8 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
-WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
+WORK_EYE_DISTANCE = 90.0
+CORRECT_EVERY = 8  # video: frames between two measurements of the result's eye and mouth openness  # swaps are computed with the eyes at most this far apart (pixels)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,16 @@ class SwapOptions:
             sizes (0..1); their own shape (an open mouth, a closed eye) stays the target's.
         skin: how far the source's skin tone moves to the target's (0..1).
         lighting: share of the target's shading given to the new face (0..1).
-        occlusion: keep what covers the target's face (hands, hair) in front.
+        occlusion: keep what covers the target's face (hands, hair) in front, and
+            the target's skin where hair or glasses cover the source's face.
+        forehead: how far above the brows (in eye distances) the source's forehead
+            reaches; higher up the target's own skin, hairline and fringe stay (``None``:
+            the whole forehead of the mesh is the source's).
+        keep_eyes: how much of the target's eyes between the lids stays (0..1; the
+            iris first): gaze is kept, but so is some of the target's look.
+        correct: measure the eyes' and mouth's openness on the result and correct the
+            new mesh so they stay as open as the target's (stills: a second pass;
+            video: measured every few frames).
         feather: edge softness, fraction of the eye distance.
         provenance: mark outputs as generated (metadata + invisible watermark); turning
             it off takes an explicit ``provenance=False``.
@@ -73,12 +83,15 @@ class SwapOptions:
     skin: float = 0.85
     lighting: float = 0.3
     occlusion: bool = True
+    keep_eyes: float = 0.0
+    correct: bool = True
+    forehead: float | None = 0.45
     feather: float = 0.12
     provenance: bool = True
 
     def __post_init__(self) -> None:
         check_choice(self.select, ("all", "largest"), "select")
-        for name in ("shape", "features", "skin", "lighting"):
+        for name in ("shape", "features", "skin", "lighting", "keep_eyes"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must be within [0, 1], got {v}")
@@ -86,10 +99,16 @@ class SwapOptions:
 
 @dataclass
 class SourceFace:
-    """A source face: its picture, mesh and identity."""
+    """A source face: its picture, mesh and identity; ``texture`` is the picture with an
+    alpha channel that is 0 where hair, glasses or a hand cover the face."""
 
     image: np.ndarray
     face: Face
+    texture: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.texture is None:
+            self.texture = source_texture(self.image, self.face)
 
 
 def load_sources(sources: Any) -> list[SourceFace]:
@@ -115,6 +134,34 @@ def load_sources(sources: Any) -> list[SourceFace]:
                 raise InputError(f"{name} shows {len(faces)} faces; use a photo of just the source person")
             out.append(SourceFace(image, faces[0]))
     return out
+
+
+def source_texture(image: np.ndarray, face: Face) -> np.ndarray:
+    """``image`` as RGBA: alpha 255 on usable face skin and features, 0 where something covers the face."""
+    rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+    x0, y0, x1, y1 = (int(v) for v in face.bbox)
+    pad = int(0.3 * max(x1 - x0, y1 - y0))
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = max(x0 - pad, 0), max(y0 - pad, 0), min(x1 + pad, w), min(y1 + pad, h)
+    if x1 - x0 < 16 or y1 - y0 < 16:
+        return rgba
+    lm = face.landmarks.copy()
+    lm[:, :2] -= [x0, y0]
+    crop = np.ascontiguousarray(image[y0:y1, x0:x1])
+    skin = region_mask(crop.shape, lm, "skin", forehead=0.0) > 0.5
+    # a stricter colour model than for targets: a missed fringe would be pasted onto the target
+    rgba[y0:y1, x0:x1, 3][occluders(crop, skin, face.eye_distance, threshold=2.75)] = 0
+    return rgba
+
+
+def openings(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """How open the left eye, the right eye and the mouth are: lid (lip) gap over width."""
+    lm = np.asarray(landmarks, np.float64)[:, :2]
+
+    def ratio(a: int, b: int, c: int, d: int) -> float:
+        return float(np.linalg.norm(lm[a] - lm[b]) / max(np.linalg.norm(lm[c] - lm[d]), 1e-6))
+
+    return ratio(386, 374, 263, 362), ratio(159, 145, 33, 133), ratio(13, 14, 78, 308)
 
 
 @register_effect("swap")
@@ -144,6 +191,7 @@ class SwapEffect:
             ref = load_sources(self.options.reference)[0]
             self._reference = ref.face.embedding
         self._embedder: Any = None
+        self._mesher: Any = None
 
     # -- which faces ------------------------------------------------------------------
     def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -175,73 +223,97 @@ class SwapEffect:
     # -- one face ---------------------------------------------------------------------
     def swap_face(self, frame: np.ndarray, face: Face, scratch: dict[str, Any] | None = None) -> np.ndarray:
         """Return ``frame`` with ``face`` swapped (a new array)."""
+        out = frame.copy()
+        self._swap_into(out, frame, face, scratch)
+        return out
+
+    def _swap_into(
+        self,
+        out: np.ndarray,
+        frame: np.ndarray,
+        face: Face,
+        scratch: dict[str, Any] | None,
+        openness: tuple[float, float, float] | None = None,
+    ) -> None:
+        """Write the swap of ``face`` (found in ``frame``) into ``out`` (same size)."""
         opt = self.options
         src = self._source_for(face)
         h, w = frame.shape[:2]
         t_lm = face.landmarks
         iod = face.eye_distance
-        x0, y0, x1, y1 = face.bbox
-        pad = 0.35 * max(x1 - x0, y1 - y0)
-        roi = (int(max(x0 - pad, 0)), int(max(y0 - pad, 0)), int(min(x1 + pad, w)), int(min(y1 + pad, h)))
-        rx0, ry0, rx1, ry1 = roi
-        if rx1 - rx0 < 16 or ry1 - ry0 < 16:
-            return frame
-        # 1-2. the new outline, and the frame deformed around it (inside a zone close to the face)
-        dst = identity_mesh(t_lm, src.face.landmarks, opt.shape, opt.features)
-        oval = list(T.FACE_OVAL)
-        outlines = np.zeros((ry1 - ry0, rx1 - rx0), np.uint8)
-        for outline in (t_lm[oval, :2], dst[oval]):
-            cv2.fillPoly(outlines, [np.round(outline - [rx0, ry0]).astype(np.int32)], 1)
-        reach = max(2.0, ZONE * iod)
-        zone = grow(outlines > 0, reach).astype(np.uint8)
-        base = frame
-        if opt.shape > 0:
-            warped = warp_background(frame, t_lm[oval, :2], dst[oval], roi)[ry0:ry1, rx0:rx1]
-            # fade the deformation out toward the zone's edge: nothing outside it moves
-            fade = (
-                smooth(shrink(zone > 0, reach / 2).astype(np.float32), reach / 4 + 0.5)[..., None]
-                * zone[..., None]
-            )
-            base = frame.copy()
-            orig = frame[ry0:ry1, rx0:rx1].astype(np.float32)
-            base[ry0:ry1, rx0:rx1] = np.clip(
-                orig + fade * (warped.astype(np.float32) - orig) + 0.5, 0, 255
-            ).astype(np.uint8)
-        # 3-6 run at a working resolution capped at WORK_EYE_DISTANCE (the source photo
-        # rarely has more detail); the change they make is brought back to full size
         tri = mesh_triangles()
         vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
         if vis.sum() < 0.3 * len(tri):  # turned too far: leave the face as it is
-            return frame
-        k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
+            return
+        # 1. the new mesh: the source's shape and features in the target's pose and expression
+        dst = identity_mesh(t_lm, src.face.landmarks, opt.shape, opt.features, openness)
+        oval = list(T.FACE_OVAL)
+        reach = max(2.0, ZONE * iod)
+        # everything happens in the zone around both outlines; the region is its box
+        pts = np.concatenate([t_lm[:468, :2], dst[:468]])
+        margin = reach + 2
+        rx0, ry0 = (
+            int(max(np.floor(pts[:, 0].min() - margin), 0)),
+            int(max(np.floor(pts[:, 1].min() - margin), 0)),
+        )
+        rx1, ry1 = (
+            int(min(np.ceil(pts[:, 0].max() + margin), w)),
+            int(min(np.ceil(pts[:, 1].max() + margin), h)),
+        )
         rw, rh = rx1 - rx0, ry1 - ry0
+        if rw < 16 or rh < 16:
+            return
+        # steps run at a working resolution capped at WORK_EYE_DISTANCE (the source photo
+        # rarely has more detail); the change they make is brought back to full size
+        k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
         sw, sh = max(int(round(rw * k)), 8), max(int(round(rh * k)), 8)
         scale = np.array([sw / rw, sh / rh], np.float64)
         local_t = t_lm.astype(np.float64).copy()
         local_t[:, :2] = (local_t[:, :2] - [rx0, ry0]) * scale
         local_t[:, 2] *= scale[0]
         local_dst = (dst.astype(np.float64) - [rx0, ry0]) * scale
-        region_full = base[ry0:ry1, rx0:rx1]
-        original_full = frame[ry0:ry1, rx0:rx1]
+        kiod = iod * float(scale[0])
+        small_reach = max(1.0, reach * float(scale[0]))
+        outlines = np.zeros((sh, sw), np.uint8)
+        for outline in (local_t[oval, :2], local_dst[oval]):
+            cv2.fillPoly(outlines, [np.round(outline).astype(np.int32)], 1)
+        zone = grow(outlines > 0, small_reach)
+        region_full = frame[ry0:ry1, rx0:rx1]
         if k < 1.0:
-            region = cv2.resize(region_full, (sw, sh), interpolation=cv2.INTER_AREA)
-            original = cv2.resize(original_full, (sw, sh), interpolation=cv2.INTER_AREA)
+            original = cv2.resize(region_full, (sw, sh), interpolation=cv2.INTER_AREA)
         else:
-            region, original = region_full.copy(), original_full
+            original = np.ascontiguousarray(region_full)
+        # 2. the frame deformed around the new outline; the displacement fades to zero at
+        # the zone's edge, so nothing outside it moves and nothing tears
+        warped_full, region = region_full, original.copy()
+        if opt.shape > 0 and not np.allclose(t_lm[oval, :2], dst[oval], atol=0.25):
+            grid = mls_positional_guide(
+                local_dst[oval], local_t[oval, :2], (sw, sh), step=max(2, int(round(small_reach / 3)))
+            )
+            fade = smooth(shrink(zone, small_reach / 2).astype(np.float32), small_reach / 4 + 0.5) * zone
+            ident = np.mgrid[0:sh, 0:sw][::-1].transpose(1, 2, 0).astype(np.float32)
+            disp = (grid - ident) * fade[..., None]
+            region = cv2.remap(original, ident[..., 0] + disp[..., 0], ident[..., 1] + disp[..., 1],
+                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+            if k < 1.0:
+                disp_full = cv2.resize(disp, (rw, rh), interpolation=cv2.INTER_LINEAR)
+                disp_full[..., 0] *= np.float32(rw / sw)
+                disp_full[..., 1] *= np.float32(rh / sh)
+                map_x = disp_full[..., 0] + np.arange(rx0, rx1, dtype=np.float32)[None, :]
+                map_y = disp_full[..., 1] + np.arange(ry0, ry1, dtype=np.float32)[:, None]
+                warped_full = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            else:
+                warped_full = region
+        # 3-6 at the working resolution
         change, mouth, occluded = self._swap_local(
-            src,
-            region,
-            original,
-            local_t.astype(np.float32),
-            local_dst.astype(np.float32),
-            tri,
-            vis,
-            iod * k,
-            scratch,
-        )
+            src, region, original, local_t.astype(np.float32), local_dst.astype(np.float32),
+            tri, vis, kiod, scratch,
+        )  # fmt: skip
+        # only the zone around the face may change (the blend's low bands reach a little outside)
+        change *= zone[..., None]
         if k < 1.0:
             change = cv2.resize(change, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        result = np.clip(region_full.astype(np.float32) + change + 0.5, 0, 255).astype(np.uint8)
+        result = cv2.add(np.ascontiguousarray(warped_full), change, dtype=cv2.CV_8U)
         # full-size details that must stay sharp: the target's mouth interior (moved with the
         # lips) and whatever covers the face
         if mouth.any():
@@ -254,16 +326,16 @@ class SwapEffect:
                        rx0 + min(mx.max() + 5, rw), ry0 + min(my.max() + 5, rh))  # fmt: skip
                 own, covered = warp_piecewise_affine(frame, t_lm[:468, :2], dst[:468], box, tri)
                 sub = mouth_full[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0] & covered
-                result[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0][sub] = own[sub]
+                np.copyto(
+                    result[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0],
+                    own,
+                    where=sub[..., None],
+                )
         if occluded.any():
-            occ_full = cv2.resize(occluded.astype(np.float32), (rw, rh), interpolation=cv2.INTER_LINEAR) > 0.5
+            occ_full = cv2.resize(occluded.astype(np.uint8), (rw, rh), interpolation=cv2.INTER_LINEAR) > 0
             core_occ = cv2.erode(occ_full.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-            result[core_occ] = original_full[core_occ]
-        out = frame.copy()
-        # only the zone around the face may change (the blend's low bands reach a little outside)
-        inside = zone.astype(bool)
-        out[ry0:ry1, rx0:rx1][inside] = result[inside]
-        return out
+            np.copyto(result, region_full, where=core_occ[..., None])
+        out[ry0:ry1, rx0:rx1] = result
 
     def _swap_local(
         self,
@@ -287,9 +359,10 @@ class SwapEffect:
         h, w = region.shape[:2]
         roi = (0, 0, w, h)
         # 3. source texture onto the new mesh (triangles visible in both faces)
-        patch, covered = warp_piecewise_affine(
-            src.image, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
+        patch4, covered = warp_piecewise_affine(
+            src.texture, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
         )
+        patch = np.ascontiguousarray(patch4[..., :3])
         # the target's own texture on the new mesh: its mouth interior moves with the lips
         own, _ = warp_piecewise_affine(original, t_lm[:468, :2], dst[:468], roi, tri)
         base = region.copy()
@@ -299,37 +372,52 @@ class SwapEffect:
         skin = (region_mask(region.shape, t_lm, "skin", forehead=0.0) > 0.5) & face_mask
         mouth = region_mask(region.shape, adapted, "mouth") > 0.5
         mouth = cv2.dilate(mouth.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-        region[mouth] = own[mouth]
+        # the target's eyes between the lids (gaze, and how open they are) stay too
+        eyes = np.zeros_like(mouth)
+        if opt.keep_eyes > 0:
+            eyes = region_mask(region.shape, adapted, "eyes") > 0.5
+            # the opening's core only (iris and the white beside it): the lid line is the source's
+            opening = np.linalg.norm(adapted[159, :2] - adapted[145, :2]) + np.linalg.norm(
+                adapted[386, :2] - adapted[374, :2]
+            )
+            eyes = shrink(eyes, (1.0 - opt.keep_eyes) * opening / 4)
+        region[mouth | eyes] = own[mouth | eyes]
         occluded = np.zeros_like(mouth)
         if opt.occlusion:
             # only inside the skin proper (eyes, brows, lips and their shadows are the face,
             # not occluders), and only blobs big enough to be a hand or hair, not a mole
-            occluded = skin_occlusion(original, skin) & shrink(skin, max(1.0, 0.04 * iod))
-            n, labels, blob_stats, _ = cv2.connectedComponentsWithStats(
-                occluded.astype(np.uint8), connectivity=8
-            )
-            big = np.zeros(n, bool)
-            big[1:] = blob_stats[1:, cv2.CC_STAT_AREA] >= (0.25 * iod) ** 2
-            occluded = big[labels]
+            occluded = occluders(original, skin, iod)
             region[occluded] = original[occluded]
-        keep_target = mouth | occluded
+        # where hair or glasses cover the source's face there is no skin to take: keep the target's
+        hidden = covered & (patch4[..., 3] < 128)
+        keep_target = mouth | eyes | occluded | hidden
         # 5. colour; in video the transfer is smoothed over time so it does not pulse
         measure = skin & ~keep_target
         stats = None
+        labs = (to_lab(patch), to_lab(region))
         if scratch is not None:
-            lab = lambda im: cv2.cvtColor(im, cv2.COLOR_RGB2LAB).astype(np.float32)  # noqa: E731
-            stats = colour_stats(lab(patch), lab(region), measure, opt.skin)
+            stats = colour_stats(*labs, measure, opt.skin)
             last = scratch.get("colour")
             if last is not None:
                 stats = (0.8 * last[0] + 0.2 * stats[0], 0.8 * last[1] + 0.2 * stats[1])
             scratch["colour"] = stats
         patch, _ = transfer_colour(
-            patch, region, measure, opt.skin, opt.lighting, max(iod * 0.15, 2.0), stats
+            patch, region, measure, opt.skin, opt.lighting, max(iod * 0.15, 2.0), stats, labs
         )
         # 6. feathered mask inside the face outline, then a multi-band blend
         alpha = face_mask & ~keep_target
         sigma = max(opt.feather * iod, 1.0)
         soft = smooth(shrink(alpha, sigma).astype(np.float32), sigma) * alpha
+        if opt.forehead is not None:
+            # high on the forehead the target's own skin (and hairline, fringe) stays
+            up = _up_vector(adapted)
+            brows = float((adapted[list(T.RIGHT_EYEBROW + T.LEFT_EYEBROW), :2] @ up).max())
+            height = (
+                np.arange(w, dtype=np.float32)[None, :] * up[0]
+                + np.arange(h, dtype=np.float32)[:, None] * up[1]
+            )
+            ramp = max(0.2 * iod, 1.0)
+            soft *= np.clip((brows + opt.forehead * iod + ramp - height) / ramp, 0.0, 1.0)
         blended = pyramid_blend(region, patch, soft)
         return blended.astype(np.float32) - base.astype(np.float32), mouth, occluded
 
@@ -341,7 +429,33 @@ class SwapEffect:
         chosen = self.select(frame, faces)
         for face in chosen:
             scratch = state.for_face(face) if state is not None else None
-            out = self.swap_face(out, face, scratch)
+            if not self.options.correct:
+                self._swap_into(out, out, face, scratch)
+            elif scratch is None:
+                # a still: swap, look at the result, and swap again with the eyes and
+                # mouth opened or closed by what the first result got wrong
+                before = out.copy()
+                self._swap_into(out, before, face, None)
+                factors: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
+                for _ in range(2):
+                    new = self._openness_correction(out, face, factors)  # type: ignore[arg-type]
+                    if new is None or max(abs(a / b - 1) for a, b in zip(new, factors, strict=True)) < 0.03:
+                        break
+                    factors = new
+                    out[:] = before
+                    self._swap_into(out, before, face, None, factors)
+            else:
+                # video: the correction is measured every few frames and carried forward
+                factors = scratch.get("openness", (1.0, 1.0, 1.0))
+                self._swap_into(out, out, face, scratch, factors)
+                count = scratch.get("frames", 0)
+                scratch["frames"] = count + 1
+                if count % CORRECT_EVERY == 0:
+                    new = self._openness_correction(out, face, factors)
+                    if new is not None:
+                        scratch["openness"] = tuple(
+                            0.5 * a + 0.5 * b for a, b in zip(factors, new, strict=True)
+                        )
         if chosen:
             from portraitfx.provenance import mark_image
 
@@ -349,7 +463,41 @@ class SwapEffect:
             out = mark_image(out, "swap", provenance=self.options.provenance)
         return out
 
+    def _openness_correction(
+        self, out: np.ndarray, face: Face, factors: tuple[float, float, float]
+    ) -> tuple[float, float, float] | None:
+        """New (left eye, right eye, mouth) openness factors from the mesh of the swapped face.
+
+        The source's lids and lips, drawn at the target's landmarks, can still read as
+        more or less open than the target's (a smiling squint, thick lips): compare
+        the openings on the result with the target's and scale the factors by the ratio.
+        None when the result's mesh is not found.
+        """
+        from portraitfx.face.mesh import FaceMesher
+
+        if self._mesher is None:
+            self._mesher = FaceMesher()
+        lm = face.landmarks
+        r, left = T.eye_centers(lm)
+        det = Detection(
+            bbox=face.bbox.astype(np.float32), score=1.0,
+            keypoints=np.stack([r, left, r, r, r, r]).astype(np.float32),
+        )  # fmt: skip
+        mesh = self._mesher(out, det)
+        if mesh is None:
+            return None
+        new = []
+        for f, want, got in zip(factors, openings(lm), openings(mesh), strict=True):
+            if want < 0.05:  # closed on the target: the opening has nothing to scale
+                new.append(f)
+            else:
+                new.append(float(np.clip(f * want / max(got, 1e-3), 0.6, 1.8)))
+        return new[0], new[1], new[2]
+
     def close(self) -> None:
         if self._embedder is not None:
             self._embedder.close()
             self._embedder = None
+        if self._mesher is not None:
+            self._mesher.close()
+            self._mesher = None
