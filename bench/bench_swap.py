@@ -26,6 +26,7 @@ def main() -> int:
     args = ap.parse_args()
     os.environ.setdefault("PORTRAITFX_HOME", tempfile.mkdtemp(prefix="pfx-bench-"))
 
+    from portraitfx._tuning import tune_process
     from portraitfx.effects import EffectState, create_effect
     from portraitfx.face.track import FaceTracker
     from portraitfx.io.images import load_image
@@ -33,6 +34,7 @@ def main() -> int:
     from portraitfx.runtime.apply import apply_to_file
     from portraitfx.testing import clips
 
+    tune_process()  # as process_video does: the stage split below runs outside it
     img = load_image(ROOT / "tests/data/biden.jpg")
     n = int(args.seconds * 30)
     with tempfile.TemporaryDirectory() as tmp:

@@ -33,7 +33,7 @@ app = typer.Typer(
 )
 app.command("analyze")(analyze_cmd.analyze)
 app.command("stylize")(stylize_cmd.stylize)
-app.command("swap")(swap_cmd.swap)
+app.command("swap", cls=swap_cmd.SwapCommand)(swap_cmd.swap)  # and `swap prepare`
 app.command("verify")(verify_cmd.verify)
 app.add_typer(style_cmd.app, name="style")
 app.command("demo")(demo_cmd.demo)
@@ -56,6 +56,9 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status (also used by the console script)."""
+    from portraitfx._tuning import tune_process
+
+    tune_process()  # allocator and BLAS threads for long jobs (see portraitfx._tuning)
     if os.environ.get("PORTRAITFX_NATIVE_LOGS") or sys.stderr is not sys.__stderr__:
         return _main(argv)  # asked for, or stderr is already captured (tests, embedding)
     with filtered_native_stderr():

@@ -36,7 +36,7 @@ import os
 import queue
 import threading
 import time as _time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -1358,10 +1358,87 @@ def prefetch_frames(reader: VideoReader, depth: int = 8) -> Iterator[VideoFrame]
         worker.join()
 
 
+def run_stages(items: Iterator[Any], stages: Sequence[Callable[[Any], Any]], depth: int = 3) -> Iterator[Any]:
+    """``stages[-1](...stages[1](stages[0](item)))`` for every item, in order, as a pipeline.
+
+    Every stage but the last runs in its own thread, joined to the next by a queue
+    ``depth`` items deep, so the stages of consecutive items overlap (on a machine
+    with several cores, and as far as the stages release the GIL: OpenCV, NumPy,
+    PyAV, MediaPipe and ONNX Runtime do). Each stage still sees the items one at a
+    time and in order, so stateful stages (a tracker, temporal smoothing) give the
+    same results as a plain loop. An exception in any stage stops the pipeline and
+    is raised here.
+    """
+    stages = list(stages)
+    if len(stages) == 1:
+        try:
+            for item in items:
+                yield stages[0](item)
+        finally:
+            if hasattr(items, "close"):
+                items.close()  # now, not when an exception's traceback lets go of it
+        return
+    stop = threading.Event()
+    queues: list[queue.Queue[object]] = [queue.Queue(maxsize=depth) for _ in stages[:-1]]
+
+    def put(q: queue.Queue[object], item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def drain(q: queue.Queue[object]) -> Iterator[Any]:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def work(i: int) -> None:
+        try:
+            for item in items if i == 0 else drain(queues[i - 1]):
+                if stop.is_set() or not put(queues[i], stages[i](item)):
+                    return
+            put(queues[i], _DONE)
+        except BaseException as err:  # handed down to the caller
+            put(queues[i], _Failure(err))
+        finally:
+            if i == 0 and hasattr(items, "close"):
+                items.close()  # e.g. stop a decoding thread, from the thread that iterated
+
+    threads = [
+        threading.Thread(target=work, args=(i,), name=f"portraitfx-stage-{i}", daemon=True)
+        for i in range(len(stages) - 1)
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for item in drain(queues[-1]):
+            yield stages[-1](item)
+    finally:
+        stop.set()
+        for q in queues:  # unblock producers waiting on a full queue
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    q.get_nowait()
+        for t in threads:
+            t.join()
+
+
+@dataclass
+class _Failure:
+    error: BaseException
+
+
 def process_video(
     src: PathLike,
     dst: PathLike,
-    fn: Callable[[VideoFrame], np.ndarray],
+    fn: Callable[[VideoFrame], np.ndarray] | Sequence[Callable[[Any], Any]],
     *,
     progress: bool = True,
     codec: str | None = None,
@@ -1385,7 +1462,10 @@ def process_video(
         src: input video.
         dst: output video (must not be ``src``); its suffix picks the container.
         fn: maps a :class:`VideoFrame` to an H×W×3 uint8 RGB image; all outputs
-            must have the same size (it may differ from the input's).
+            must have the same size (it may differ from the input's). Or a list of
+            functions, the first taking the frame and each the previous one's
+            result: they run as a pipeline (see :func:`run_stages`), each stage in
+            its own thread, so consecutive frames' stages overlap on several cores.
         progress: show a tqdm progress bar.
         codec: video encoder (see :class:`VideoWriter`).
         crf: quality, x264 scale (lower is better).
@@ -1417,9 +1497,15 @@ def process_video(
         >>> process_video("in.mp4", "blurred.mp4", blur, progress=False)  # doctest: +SKIP
         VideoProcessResult(frames=150, seconds_of_video=5.0, ...)
     """
-    from portraitfx._malloc import tune_allocator
+    from portraitfx._tuning import tune_process
 
-    tune_allocator()
+    tune_process()
+    steps = [fn] if callable(fn) else list(fn)
+    if not steps:
+        raise ConfigError("process_video needs at least one function to apply")
+    # every stage's output travels with its frame (the writer needs the frame's time)
+    stages: list[Callable[[Any], Any]] = [lambda frame: (frame, steps[0](frame))]
+    stages += [lambda pair, f=f: (pair[0], f(pair[1])) for f in steps[1:]]
     started = _time.perf_counter()
     with VideoReader(src) as reader:
         info = reader.info
@@ -1451,6 +1537,7 @@ def process_video(
         snap = not info.variable_frame_rate
         try:
             with (
+                contextlib.ExitStack() as stack,
                 writer,
                 tqdm(
                     total=info.frame_count or None,
@@ -1461,13 +1548,18 @@ def process_video(
                     dynamic_ncols=True,
                 ) as bar,
             ):
-                for frame in prefetch_frames(reader, prefetch):
+                frames = prefetch_frames(reader, prefetch)
+                pipeline = run_stages(frames, stages)
+                # both closed before the reader is: a decoding thread must never outlive it
+                stack.callback(frames.close)
+                stack.callback(pipeline.close)
+                for frame, image in pipeline:
                     t = frame.time
                     if snap:  # constant rate: drop timestamp rounding jitter, keep gaps
                         slot = round(t * fps)
                         if abs(t - float(slot / fps)) < 0.25 / float(fps):
                             t = float(slot / fps)
-                    writer.write(fn(frame), time=t)
+                    writer.write(image, time=t)
                     bar.update(1)
                 if writer.frames_written == 0:
                     raise VideoError(f"no frame could be decoded from '{reader.path}'")

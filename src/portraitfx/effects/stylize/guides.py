@@ -66,24 +66,17 @@ def mls_deform(
         raise ConfigError(
             f"control points must be two (K, 2) arrays with K >= 2, got {src.shape} and {dst.shape}"
         )
-    # Complex numbers make the 2-D similarity a single multiplication.
-    v = np.asarray(points, np.float64) @ np.array([1, 1j])
-    p = src @ np.array([1, 1j])
-    q = dst @ np.array([1, 1j])
-    d2 = np.abs(v[:, None] - p[None, :]) ** 2
-    w = 1.0 / (d2**alpha + 1e-8)
-    wsum = w.sum(1)
-    p_star = (w @ p) / wsum
-    q_star = (w @ q) / wsum
-    ph = p[None, :] - p_star[:, None]
-    qh = q[None, :] - q_star[:, None]
-    num = (w * np.conj(ph) * qh).sum(1)
-    den = (w * np.abs(ph) ** 2).sum(1)
-    c = num / np.maximum(den, 1e-12)
-    if mode == "rigid":
-        c = c / np.maximum(np.abs(c), 1e-12)
-    out = c * (v - p_star) + q_star
-    return np.stack([out.real, out.imag], axis=1).astype(np.float32)
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    # the compiled grid kernel, on an (N, 1) "grid" of the points
+    out = _mls_grid(
+        np.ascontiguousarray(pts[:, 0:1]),
+        np.ascontiguousarray(pts[:, 1:2]),
+        src,
+        dst,
+        float(alpha),
+        mode == "rigid",
+    )
+    return out[:, 0]
 
 
 @nb.njit(cache=True, parallel=True)

@@ -70,6 +70,11 @@ class SwapOptions:
             new mesh so they stay as open as the target's (stills: a second pass;
             video: measured every few frames).
         feather: edge softness, fraction of the eye distance.
+        model: a learned swapper exported to ONNX (path or registry name; see
+            :mod:`.neural` for its contract): the faces are swapped by it instead
+            of the model-free steps. ``restore``: an optional face-restoration ONNX
+            model for faces larger than the swapper's crop; ``providers``: ONNX
+            Runtime providers (default: TensorRT, CUDA, CPU, whichever exist).
         provenance: mark outputs as generated (metadata + invisible watermark); turning
             it off takes an explicit ``provenance=False``.
     """
@@ -87,6 +92,9 @@ class SwapOptions:
     correct: bool = True
     forehead: float | None = 0.45
     feather: float = 0.12
+    model: Any = None
+    restore: Any = None
+    providers: Any = None
     provenance: bool = True
 
     def __post_init__(self) -> None:
@@ -154,6 +162,66 @@ def source_texture(image: np.ndarray, face: Face) -> np.ndarray:
     return rgba
 
 
+class SwapTemplatePreparer:
+    """What a swap template stores per face (see :mod:`portraitfx.runtime.template`): the
+    parts of the work that depend only on the template video, not on the source person.
+
+    ``prepare_face`` returns ``occlusion`` (uint8 mask of what covers the face, at the
+    swap's working resolution) and ``roi`` (the frame box it covers).
+    """
+
+    name = "swap"
+    template_version = "1"
+
+    def prepare_face(self, frame: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        h, w = frame.shape[:2]
+        iod = face.eye_distance
+        lm = face.landmarks
+        margin = max(2.0, ZONE * iod) + 2
+        x0, y0 = (
+            int(max(np.floor(lm[:468, 0].min() - margin), 0)),
+            int(max(np.floor(lm[:468, 1].min() - margin), 0)),
+        )
+        x1, y1 = (
+            int(min(np.ceil(lm[:468, 0].max() + margin), w)),
+            int(min(np.ceil(lm[:468, 1].max() + margin), h)),
+        )
+        roi = np.array([x0, y0, x1, y1], np.int32)
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return {"occlusion": np.zeros((1, 1), np.uint8), "roi": roi}
+        k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
+        sw, sh = max(int(round((x1 - x0) * k)), 8), max(int(round((y1 - y0) * k)), 8)
+        crop = frame[y0:y1, x0:x1]
+        small = (
+            cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
+            if k < 1.0
+            else np.ascontiguousarray(crop)
+        )
+        local = lm.astype(np.float64).copy()
+        local[:, :2] = (local[:, :2] - [x0, y0]) * [sw / (x1 - x0), sh / (y1 - y0)]
+        skin = region_mask(small.shape, local, "skin", forehead=0.0) > 0.5
+        return {"occlusion": occluders(small, skin, iod * sw / (x1 - x0)).astype(np.uint8), "roi": roi}
+
+
+def _place_mask(
+    mask: np.ndarray, box: np.ndarray, region: tuple[int, int, int, int], size: tuple[int, int]
+) -> np.ndarray:
+    """A mask stored for frame ``box`` moved into ``region`` (a frame box shown at ``size``)."""
+    rx0, ry0, rx1, ry1 = region
+    sx, sy = size[0] / max(rx1 - rx0, 1), size[1] / max(ry1 - ry0, 1)
+    out = np.zeros((size[1], size[0]), bool)
+    bx0, by0, bx1, by1 = (float(v) for v in np.asarray(box).ravel()[:4])
+    x0, y0 = int(round((bx0 - rx0) * sx)), int(round((by0 - ry0) * sy))
+    x1, y1 = int(round((bx1 - rx0) * sx)), int(round((by1 - ry0) * sy))
+    if x1 - x0 < 1 or y1 - y0 < 1 or mask.size < 4:
+        return out
+    placed = cv2.resize(np.asarray(mask, np.uint8), (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST) > 0
+    cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, size[0]), min(y1, size[1])
+    if cx1 > cx0 and cy1 > cy0:
+        out[cy0:cy1, cx0:cx1] = placed[cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
+    return out
+
+
 def openings(landmarks: np.ndarray) -> tuple[float, float, float]:
     """How open the left eye, the right eye and the mouth are: lid (lip) gap over width."""
     lm = np.asarray(landmarks, np.float64)[:, :2]
@@ -176,6 +244,13 @@ class SwapEffect:
 
     name = "swap"
     smooth_landmarks = True
+    uses_template = True  # videos take their faces (and occluders) from a prepared template
+    template_version = SwapTemplatePreparer.template_version
+
+    @staticmethod
+    def template_preparer() -> SwapTemplatePreparer:
+        """What ``portraitfx swap prepare`` stores per face (no source photo needed)."""
+        return SwapTemplatePreparer()
 
     @property
     def provenance_effect(self) -> str | None:
@@ -192,6 +267,13 @@ class SwapEffect:
             self._reference = ref.face.embedding
         self._embedder: Any = None
         self._mesher: Any = None
+        self._neural: Any = None
+        if self.options.model is not None:
+            from .neural import NeuralSwapper
+
+            self._neural = NeuralSwapper(
+                self.options.model, restore=self.options.restore, providers=self.options.providers
+            )
 
     # -- which faces ------------------------------------------------------------------
     def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:
@@ -305,9 +387,13 @@ class SwapEffect:
             else:
                 warped_full = region
         # 3-6 at the working resolution
+        occlusion = None
+        cached = scratch.get("template") if scratch is not None else None
+        if opt.occlusion and cached and "occlusion" in cached and "roi" in cached:
+            occlusion = _place_mask(cached["occlusion"], cached["roi"], (rx0, ry0, rx1, ry1), (sw, sh))
         change, mouth, occluded = self._swap_local(
             src, region, original, local_t.astype(np.float32), local_dst.astype(np.float32),
-            tri, vis, kiod, scratch,
+            tri, vis, kiod, scratch, occlusion,
         )  # fmt: skip
         # only the zone around the face may change (the blend's low bands reach a little outside)
         change *= zone[..., None]
@@ -348,8 +434,9 @@ class SwapEffect:
         vis: np.ndarray,
         iod: float,
         scratch: dict[str, Any] | None,
+        occlusion: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Steps 3-6 in a region's own pixel frame.
+        """Steps 3-6 in a region's own pixel frame (``occlusion``: the target's occluders there, if known).
 
         Returns:
             ``(change, mouth, occluded)``: float32 ``h x w x 3`` to add to ``region``,
@@ -363,8 +450,6 @@ class SwapEffect:
             src.texture, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
         )
         patch = np.ascontiguousarray(patch4[..., :3])
-        # the target's own texture on the new mesh: its mouth interior moves with the lips
-        own, _ = warp_piecewise_affine(original, t_lm[:468, :2], dst[:468], roi, tri)
         base = region.copy()
         # 4. masks: the face, minus the target's open mouth and what covers the face
         adapted = np.concatenate([dst, t_lm[:, 2:3]], axis=1)
@@ -381,12 +466,24 @@ class SwapEffect:
                 adapted[386, :2] - adapted[374, :2]
             )
             eyes = shrink(eyes, (1.0 - opt.keep_eyes) * opening / 4)
-        region[mouth | eyes] = own[mouth | eyes]
+        keep = mouth | eyes
+        if keep.any():
+            # the target's own texture on the new mesh (its mouth interior moves with the
+            # lips), drawn only in the box of what it is needed for
+            ys, xs = np.nonzero(keep)
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            own, _ = warp_piecewise_affine(original, t_lm[:468, :2], dst[:468], box, tri)
+            sub = region[box[1] : box[3], box[0] : box[2]]
+            np.copyto(sub, own, where=keep[box[1] : box[3], box[0] : box[2], None])
         occluded = np.zeros_like(mouth)
         if opt.occlusion:
             # only inside the skin proper (eyes, brows, lips and their shadows are the face,
-            # not occluders), and only blobs big enough to be a hand or hair, not a mole
-            occluded = occluders(original, skin, iod)
+            # not occluders), and only blobs big enough to be a hand or hair, not a mole;
+            # a template prepared for the video has it already
+            if occlusion is None:
+                target_skin = region_mask(region.shape, t_lm, "skin", forehead=0.0) > 0.5
+                occlusion = occluders(original, target_skin, iod)
+            occluded = occlusion & face_mask
             region[occluded] = original[occluded]
         # where hair or glasses cover the source's face there is no skin to take: keep the target's
         hidden = covered & (patch4[..., 3] < 128)
@@ -422,14 +519,27 @@ class SwapEffect:
         return blended.astype(np.float32) - base.astype(np.float32), mouth, occluded
 
     # -- Effect protocol --------------------------------------------------------------
-    def apply(self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None) -> np.ndarray:
-        """Swap the selected faces of ``frame``; returns a new ``H x W x 3`` uint8 RGB frame."""
+    def apply(
+        self, frame: np.ndarray, faces: list[Face], state: EffectState | None = None, *, mark: bool = True
+    ) -> np.ndarray:
+        """Swap the selected faces of ``frame``; returns a new ``H x W x 3`` uint8 RGB frame.
+
+        ``mark=False`` leaves out the invisible watermark, for runtimes that add it in
+        a later stage (the video runtime does, in its own thread); provenance still
+        applies to what they write.
+        """
         frame = check_image(frame)
         out = frame.copy()
         chosen = self.select(frame, faces)
         for face in chosen:
             scratch = state.for_face(face) if state is not None else None
-            if not self.options.correct:
+            if self._neural is not None:
+                from .neural import swap_face_neural
+
+                out = swap_face_neural(
+                    out, face, self._neural, self.identity, feather=self.options.feather, scratch=scratch
+                )
+            elif not self.options.correct:
                 self._swap_into(out, out, face, scratch)
             elif scratch is None:
                 # a still: swap, look at the result, and swap again with the eyes and
@@ -456,7 +566,7 @@ class SwapEffect:
                         scratch["openness"] = tuple(
                             0.5 * a + 0.5 * b for a, b in zip(factors, new, strict=True)
                         )
-        if chosen:
+        if chosen and mark:
             from portraitfx.provenance import mark_image
 
             # the invisible watermark; opting out takes provenance=False, explicitly
