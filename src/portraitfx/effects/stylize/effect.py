@@ -235,17 +235,24 @@ class StylizeEffect:
             # only where both frames were synthesised (pixels new to the region start fresh)
             last, last_todo = scratch.get("crop"), scratch.get("todo")
             if last is not None and last.shape == crop.shape:
-                both = (todo > 0) & (last_todo > 0)
+                both = cv2.bitwise_and(todo, last_todo)
                 mixed = cv2.addWeighted(crop, 1.0 - opt.persistence, last, opt.persistence, 0.0)
-                crop[both] = mixed[both]
+                cv2.copyTo(mixed, both, crop)
             scratch["crop"], scratch["todo"] = crop, todo
         if sigma > 0:
             # blurred region, rescaled so it reaches 0 at the region's edge and 1 about 2 sigma inside
-            mask = np.clip(smooth(todo.astype(np.float32), sigma) * 2.0 - 1.0, 0.0, 1.0)
+            # (everything in place: these are full crops of float32)
+            mask = smooth(todo.astype(np.float32), sigma)
+            cv2.multiply(mask, 2.0, dst=mask)
+            cv2.subtract(mask, 1.0, dst=mask)
+            cv2.max(mask, 0.0, dst=mask)
         else:
             mask = todo.astype(np.float32)
-        mask = np.clip(mask * todo, 0, 1) * opt.strength
-        return crop, mask.astype(np.float32), matrix
+        mask[todo == 0] = 0.0
+        cv2.min(mask, 1.0, dst=mask)
+        if opt.strength != 1.0:
+            cv2.multiply(mask, float(opt.strength), dst=mask)
+        return crop, mask, matrix
 
     def _matrix(self, frame: np.ndarray, face: Face, size: int, scratch: dict[str, Any] | None) -> np.ndarray:
         """Frame -> canonical-crop matrix, steadied in video.

@@ -68,7 +68,7 @@ def mls_deform(
         )
     pts = np.asarray(points, np.float64).reshape(-1, 2)
     # the compiled grid kernel, on an (N, 1) "grid" of the points
-    out = _mls_grid(
+    out = _mls(
         np.ascontiguousarray(pts[:, 0:1]),
         np.ascontiguousarray(pts[:, 1:2]),
         src,
@@ -138,6 +138,18 @@ def _mls_grid(
     return out
 
 
+_mls_grid_serial = nb.njit(cache=True)(_mls_grid.py_func)
+
+
+def _mls(
+    gx: np.ndarray, gy: np.ndarray, src: np.ndarray, dst: np.ndarray, alpha: float, rigid: bool
+) -> np.ndarray:
+    """:func:`_mls_grid`, on one thread when the job is small (starting the pool costs more)."""
+    if gx.size * len(src) < 400_000:
+        return _mls_grid_serial(gx, gy, src, dst, alpha, rigid)
+    return _mls_grid(gx, gy, src, dst, alpha, rigid)
+
+
 def mls_positional_guide(
     src: np.ndarray,
     dst: np.ndarray,
@@ -162,7 +174,7 @@ def mls_positional_guide(
     gx, gy = np.meshgrid(
         np.arange(gw, dtype=np.float64) * step + origin[0], np.arange(gh, dtype=np.float64) * step + origin[1]
     )
-    grid = _mls_grid(
+    grid = _mls(
         gx, gy, np.asarray(src, np.float64), np.asarray(dst, np.float64), float(alpha), mode == "rigid"
     )
     # sample the grid at (x / step, y / step): an exact bilinear interpolation

@@ -41,8 +41,8 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
-WORK_EYE_DISTANCE = 90.0
-CORRECT_EVERY = 8  # video: frames between two measurements of the result's eye and mouth openness  # swaps are computed with the eyes at most this far apart (pixels)
+WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
+CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
 
 
 @dataclass(frozen=True)
