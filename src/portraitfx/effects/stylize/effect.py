@@ -33,6 +33,7 @@ from portraitfx.effects.base import EffectState, register_effect
 from portraitfx.errors import ConfigError
 from portraitfx.face import topology as T
 from portraitfx.face.align import align_face, alignment_matrix, invert_affine, paste_back, transform_points
+from portraitfx.face.motion import compose_affine, face_motion, face_roi, gray_roi
 from portraitfx.face.regions import region_mask
 from portraitfx.face.types import Face
 
@@ -109,53 +110,6 @@ class StylizeOptions:
             raise ConfigError(f"detail must be positive, got {self.detail}")
         if self.voting < 0 or self.voting > 3:
             raise ConfigError(f"voting radius must be 0..3, got {self.voting}")
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """2x3 affine ``a`` after ``b``."""
-    return np.concatenate([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2:3]) + a[:, 2:3]], axis=1)
-
-
-def _face_roi(bbox: np.ndarray, w: int, h: int) -> tuple[int, int, int, int]:
-    x0, y0, x1, y1 = bbox
-    pad = 0.15 * (x1 - x0)
-    return int(max(x0 - pad, 0)), int(max(y0 - pad, 0)), int(min(x1 + pad, w)), int(min(y1 + pad, h))
-
-
-def _gray_roi(frame: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray:
-    xa, ya, xb, yb = roi
-    gray = cv2.cvtColor(np.ascontiguousarray(frame[ya:yb, xa:xb]), cv2.COLOR_RGB2GRAY)
-    if xb - xa > 256:  # big faces: half resolution is plenty for the motion, and 4x cheaper
-        gray = cv2.resize(gray, ((xb - xa) // 2, (yb - ya) // 2), interpolation=cv2.INTER_AREA)
-    return gray
-
-
-def _face_motion(prev: np.ndarray, cur: np.ndarray, roi: tuple[int, int, int, int]) -> np.ndarray | None:
-    """Similarity ``(2, 3)`` (frame pixels) taking the previous frame to this one inside ``roi``.
-
-    ``prev`` and ``cur`` are :func:`_gray_roi` of the same region in the two frames.
-    Returns None when the motion cannot be measured reliably.
-    """
-    if prev.shape != cur.shape or min(prev.shape) < 16:
-        return None
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=100, qualityLevel=0.01, minDistance=4)
-    if pts is None or len(pts) < 12:
-        return None
-    nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, cur, pts, None, winSize=(15, 15), maxLevel=2)
-    ok = status.ravel() == 1
-    if ok.sum() < 12:
-        return None
-    motion, inliers = cv2.estimateAffinePartial2D(
-        pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0
-    )
-    if motion is None or inliers is None or inliers.sum() < 10:
-        return None
-    # from region (maybe half-size) pixels to frame pixels: T^-1 . motion . T
-    xa, ya, xb, _ = roi
-    k = (xb - xa) / prev.shape[1]
-    to_roi = np.array([[1 / k, 0, -xa / k], [0, 1 / k, -ya / k]])
-    from_roi = invert_affine(to_roi)
-    return _compose(from_roi, _compose(motion.astype(np.float64), to_roi))
 
 
 @register_effect("stylize")
@@ -270,14 +224,14 @@ class StylizeEffect:
         prev_gray, prev_roi, prev_m = scratch.get("gray"), scratch.get("roi"), scratch.get("matrix")
         motion = None
         if prev_gray is not None and prev_m is not None and scratch.get("size") == size:
-            motion = _face_motion(prev_gray, _gray_roi(frame, prev_roi), prev_roi)
+            motion = face_motion(prev_gray, gray_roi(frame, prev_roi), prev_roi)
         if motion is None:
             steady = target
         else:
-            predicted = _compose(prev_m, invert_affine(motion))  # where last frame's crop moved to
+            predicted = compose_affine(prev_m, invert_affine(motion))  # where last frame's crop moved to
             steady = predicted + (1.0 - self.options.steady) * (target - predicted)
-        roi = _face_roi(face.bbox, w, h)
-        scratch["gray"], scratch["roi"] = _gray_roi(frame, roi), roi
+        roi = face_roi(face.bbox, w, h)
+        scratch["gray"], scratch["roi"] = gray_roi(frame, roi), roi
         scratch["matrix"], scratch["size"] = steady, size
         return steady
 

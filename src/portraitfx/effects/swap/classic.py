@@ -28,6 +28,7 @@ from portraitfx.face import topology as T
 from portraitfx.face.pose import umeyama
 
 __all__ = [
+    "STABLE_POINTS",
     "colour_stats",
     "grow",
     "identity_mesh",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 # points that move little with expression: used to align one face onto another
-_STABLE = np.array(
+STABLE_POINTS = _STABLE = np.array(
     [
         10,
         151,

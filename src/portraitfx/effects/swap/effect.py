@@ -20,10 +20,13 @@ from portraitfx.effects.base import EffectState, register_effect
 from portraitfx.effects.stylize.guides import mls_positional_guide, smooth
 from portraitfx.errors import ConfigError, InputError
 from portraitfx.face import topology as T
+from portraitfx.face.mesh import mesh_bbox
+from portraitfx.face.pose import umeyama
 from portraitfx.face.regions import _up_vector, region_mask
 from portraitfx.face.types import Detection, Face
 
 from .classic import (
+    STABLE_POINTS,
     colour_stats,
     grow,
     identity_mesh,
@@ -43,6 +46,7 @@ Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
+FOLLOW_EXPRESSION = 0.5  # video: share of the mesh's expression change taken each frame (the rest is noise)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,13 @@ class SwapOptions:
         correct: measure the eyes' and mouth's openness on the result and correct the
             new mesh so they stay as open as the target's (stills: a second pass;
             video: measured every few frames).
+        steady: video: how much the face's measured motion (optical flow) rather than
+            each frame's mesh places the new face (0 = the mesh alone; the mesh still
+            corrects the pose by ``1 - steady`` per frame and the expression at once).
+        persistence: video: share of last frame's result (moved by the face's motion)
+            kept where the two frames agree, against shimmer (0 = none).
+        max_yaw: faces turned further than this (degrees) are left as they are; below
+            it only the mesh triangles facing the camera in both faces are used.
         feather: edge softness, fraction of the eye distance.
         model: a learned swapper exported to ONNX (path or registry name; see
             :mod:`.neural` for its contract): the faces are swapped by it instead
@@ -90,6 +101,9 @@ class SwapOptions:
     occlusion: bool = True
     keep_eyes: float = 0.0
     correct: bool = True
+    steady: float = 0.85
+    persistence: float = 0.5
+    max_yaw: float = 60.0
     forehead: float | None = 0.45
     feather: float = 0.12
     model: Any = None
@@ -99,7 +113,7 @@ class SwapOptions:
 
     def __post_init__(self) -> None:
         check_choice(self.select, ("all", "largest"), "select")
-        for name in ("shape", "features", "skin", "lighting", "keep_eyes"):
+        for name in ("shape", "features", "skin", "lighting", "keep_eyes", "steady", "persistence"):
             v = getattr(self, name)
             if not 0.0 <= v <= 1.0:
                 raise ConfigError(f"{name} must be within [0, 1], got {v}")
@@ -167,13 +181,36 @@ class SwapTemplatePreparer:
     parts of the work that depend only on the template video, not on the source person.
 
     ``prepare_face`` returns ``occlusion`` (uint8 mask of what covers the face, at the
-    swap's working resolution) and ``roi`` (the frame box it covers).
+    swap's working resolution), ``roi`` (the frame box it covers) and, from the second
+    frame of a track on, ``motion`` (the face's 2x3 similarity motion since the track's
+    previous frame, from optical flow).
     """
 
     name = "swap"
-    template_version = "1"
+    template_version = "2"
+    smooth_landmarks = False  # raw meshes: the face's measured motion steadies them (SwapEffect._steady)
+
+    def __init__(self) -> None:
+        self._last: dict[int, tuple[np.ndarray, tuple[int, int, int, int]]] = {}  # track -> (gray, box)
 
     def prepare_face(self, frame: np.ndarray, face: Face) -> dict[str, np.ndarray]:
+        """Per-face arrays; call it for the frames of a video in order (the motion is
+        measured from the same track's previous frame)."""
+        out = self._occlusion(frame, face)
+        if face.track_id is not None:
+            from portraitfx.face.motion import face_motion, face_roi, gray_roi
+
+            h, w = frame.shape[:2]
+            last = self._last.get(face.track_id)
+            if last is not None:
+                motion = face_motion(last[0], gray_roi(frame, last[1]), last[1])
+                if motion is not None:
+                    out["motion"] = motion.astype(np.float64)
+            box = face_roi(face.bbox, w, h)
+            self._last[face.track_id] = (gray_roi(frame, box), box)
+        return out
+
+    def _occlusion(self, frame: np.ndarray, face: Face) -> dict[str, np.ndarray]:
         h, w = frame.shape[:2]
         iod = face.eye_distance
         lm = face.landmarks
@@ -243,7 +280,7 @@ class SwapEffect:
     """
 
     name = "swap"
-    smooth_landmarks = True
+    smooth_landmarks = SwapTemplatePreparer.smooth_landmarks
     uses_template = True  # videos take their faces (and occluders) from a prepared template
     template_version = SwapTemplatePreparer.template_version
 
@@ -325,7 +362,8 @@ class SwapEffect:
         iod = face.eye_distance
         tri = mesh_triangles()
         vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
-        if vis.sum() < 0.3 * len(tri):  # turned too far: leave the face as it is
+        # turned too far (the far cheek and the nose's side are not seen): leave the face as it is
+        if vis.sum() < 0.3 * len(tri) or abs(face.pose.yaw) > opt.max_yaw:
             return
         # 1. the new mesh: the source's shape and features in the target's pose and expression
         dst = identity_mesh(t_lm, src.face.landmarks, opt.shape, opt.features, openness)
@@ -421,6 +459,8 @@ class SwapEffect:
             occ_full = cv2.resize(occluded.astype(np.uint8), (rw, rh), interpolation=cv2.INTER_LINEAR) > 0
             core_occ = cv2.erode(occ_full.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
             np.copyto(result, region_full, where=core_occ[..., None])
+        if scratch is not None and opt.persistence > 0:
+            result = self._persist(result, (rx0, ry0), zone, scratch)
         out[ry0:ry1, rx0:rx1] = result
 
     def _swap_local(
@@ -533,6 +573,8 @@ class SwapEffect:
         chosen = self.select(frame, faces)
         for face in chosen:
             scratch = state.for_face(face) if state is not None else None
+            if scratch is not None:
+                face = self._steady(face, scratch)
             if self._neural is not None:
                 from .neural import swap_face_neural
 
@@ -572,6 +614,74 @@ class SwapEffect:
             # the invisible watermark; opting out takes provenance=False, explicitly
             out = mark_image(out, "swap", provenance=self.options.provenance)
         return out
+
+    def _persist(
+        self, result: np.ndarray, origin: tuple[int, int], zone: np.ndarray, scratch: dict[str, Any]
+    ) -> np.ndarray:
+        """Video: blend in last frame's result, moved by the face's motion, where it still agrees.
+
+        A motion-compensated temporal filter: what shimmers from frame to frame (resampling,
+        a mesh point off by a pixel) averages out; where the picture really changed (the
+        mouth opening, a hand coming in) the two frames disagree and this frame is kept.
+        """
+        motion = (scratch.get("template") or {}).get("motion")
+        last = scratch.get("result")
+        scratch["result"] = None
+        h, w = result.shape[:2]
+        if last is not None and motion is not None:
+            prev, (px, py) = last
+            m = np.asarray(motion, np.float64).reshape(2, 3).copy()
+            # previous ROI pixels -> frame -> moved -> this ROI's pixels
+            m[:, 2] += m[:, :2] @ np.array([px, py], np.float64) - np.array(origin, np.float64)
+            moved = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            diff = cv2.absdiff(
+                cv2.cvtColor(moved, cv2.COLOR_RGB2GRAY), cv2.cvtColor(result, cv2.COLOR_RGB2GRAY)
+            )
+            _, agree = cv2.threshold(diff, 13, 1, cv2.THRESH_BINARY_INV)
+            weight = cv2.resize(zone.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            weight = cv2.GaussianBlur(cv2.multiply(weight, agree, dtype=cv2.CV_32F), (5, 5), 0)
+            weight *= np.float32(self.options.persistence)
+            result = cv2.blendLinear(moved, result, weight, 1.0 - weight)
+        scratch["result"] = (result, origin)
+        return result
+
+    def _steady(self, face: Face, scratch: dict[str, Any]) -> Face:
+        """Video: the face's landmarks carried by its measured motion, pulled toward the mesh.
+
+        A per-frame mesh is off by a pixel or two in a different way every frame, and the
+        source's features drawn on it shimmer. When the face's motion since the last frame
+        is known (optical flow, from the analysis stage or a template), last frame's
+        landmarks moved by it predict this frame's; the mesh then corrects the expression
+        quickly and the pose slowly, so there is neither jitter nor lag nor drift.
+        """
+        detected = face.landmarks.astype(np.float64)
+        last = scratch.get("steady")
+        motion = (scratch.get("template") or {}).get("motion")
+        if last is None or motion is None or last.shape != detected.shape or self.options.steady <= 0:
+            scratch["steady"] = detected
+            return face
+        motion = np.asarray(motion, np.float64).reshape(2, 3)
+        scale = float(np.sqrt(abs(np.linalg.det(motion[:, :2]))))
+        predicted = last.copy()
+        predicted[:, :2] = last[:, :2] @ motion[:, :2].T + motion[:, 2]
+        predicted[:, 2] *= scale
+        # the detected shape in the predicted pose: expression follows it closely
+        s, r, t = umeyama(detected[STABLE_POINTS, :2], predicted[STABLE_POINTS, :2])
+        shaped = detected.copy()
+        shaped[:, :2] = s * detected[:, :2] @ r.T + t
+        shaped[:, 2] *= s
+        steady = predicted + FOLLOW_EXPRESSION * (shaped - predicted)
+        # and the pose drifts toward the detected one: part of the inverse similarity
+        inv_r = r.T / s
+        pull = 1.0 - self.options.steady
+        m = np.eye(2) + pull * (inv_r - np.eye(2))
+        centre = steady[:468, :2].mean(0)
+        target_centre = (centre - t) @ inv_r.T
+        steady[:, :2] = (steady[:, :2] - centre) @ m.T + centre + pull * (target_centre - centre)
+        steady[:, 2] *= 1.0 + pull * (1.0 / s - 1.0)
+        scratch["steady"] = steady
+        lm = steady.astype(np.float32)
+        return face.copy(landmarks=lm, bbox=mesh_bbox(lm))
 
     def _openness_correction(
         self, out: np.ndarray, face: Face, factors: tuple[float, float, float]
