@@ -85,12 +85,12 @@ def _eye_ratio(lm):
 
 @pytest.mark.parametrize(
     ("source", "target", "tolerance", "mouth"),
-    [("obama", "astronaut", 3.0, 0.10), ("astronaut", "obama", 3.0, 0.10), ("biden", "obama", 4.5, 0.10)],
+    [("obama", "astronaut", 3.0, 0.10), ("astronaut", "obama", 3.0, 0.10), ("biden", "obama", 3.0, 0.10)],
 )
 def test_pose_and_expression_stay(swaps, source, target, tolerance, mouth):
-    """Pose within 3 degrees for frontal sources, eye and mouth openings within 10 %; a
-    source photo turned 11 degrees (biden.jpg) still pulls the pose by ~3.5 degrees
-    (a known gap; target 3 degrees)."""
+    """Pose within 3 degrees, eye and mouth openings within 10 %, also for a source photo
+    turned 11 degrees (biden.jpg): the result's mesh is measured and the new face turned
+    back by what it got wrong."""
     _, face, _, swapped = swaps[(source, target)]
     diff = np.abs(np.subtract(swapped.pose.as_tuple(), face.pose.as_tuple()))
     assert diff.max() <= tolerance, diff

@@ -45,7 +45,9 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
+NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
+TURN_SLACK = 2.0  # degrees of pose error the correction leaves alone (turning back costs identity)
 FOLLOW_EXPRESSION = 0.5  # video: share of the mesh's expression change taken each frame (the rest is noise)
 
 
@@ -259,6 +261,24 @@ def _place_mask(
     return out
 
 
+def _converged(new: tuple[float, ...], old: tuple[float, ...]) -> bool:
+    """Corrections that barely moved: openness within 3 %, turns within half a degree."""
+    opening = max(abs(a / b - 1) for a, b in zip(new[:3], old[:3], strict=True))
+    turn = max((abs(a - b) for a, b in zip(new[3:], old[3:], strict=True)), default=0.0)
+    return opening < 0.03 and turn < 0.5
+
+
+def _turn(mesh: np.ndarray, depth: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
+    """A ``(N, 2)`` mesh turned in depth by ``yaw`` and ``pitch`` degrees about its centre."""
+    pts = np.concatenate([np.asarray(mesh, np.float64)[:, :2], np.asarray(depth, np.float64)[:, None]], 1)
+    c = pts[:468].mean(0)
+    a, b = -np.radians(yaw), -np.radians(pitch)
+    x, y, z = (pts - c).T
+    x, z = np.cos(a) * x + np.sin(a) * z, -np.sin(a) * x + np.cos(a) * z
+    y = np.cos(b) * y - np.sin(b) * z
+    return (np.stack([x, y], 1) + c[:2]).astype(np.float32)
+
+
 def openings(landmarks: np.ndarray) -> tuple[float, float, float]:
     """How open the left eye, the right eye and the mouth are: lid (lip) gap over width."""
     lm = np.asarray(landmarks, np.float64)[:, :2]
@@ -352,7 +372,7 @@ class SwapEffect:
         frame: np.ndarray,
         face: Face,
         scratch: dict[str, Any] | None,
-        openness: tuple[float, float, float] | None = None,
+        openness: tuple[float, ...] | None = None,
     ) -> None:
         """Write the swap of ``face`` (found in ``frame``) into ``out`` (same size)."""
         opt = self.options
@@ -366,7 +386,11 @@ class SwapEffect:
         if vis.sum() < 0.3 * len(tri) or abs(face.pose.yaw) > opt.max_yaw:
             return
         # 1. the new mesh: the source's shape and features in the target's pose and expression
-        dst = identity_mesh(t_lm, src.face.landmarks, opt.shape, opt.features, openness)
+        dst = identity_mesh(
+            t_lm, src.face.landmarks, opt.shape, opt.features, openness[:3] if openness else None
+        )
+        if openness is not None and len(openness) > 3 and (openness[3] or openness[4]):
+            dst = _turn(dst, t_lm[:, 2], openness[3], openness[4])
         oval = list(T.FACE_OVAL)
         reach = max(2.0, ZONE * iod)
         # everything happens in the zone around both outlines; the region is its box
@@ -588,17 +612,17 @@ class SwapEffect:
                 # mouth opened or closed by what the first result got wrong
                 before = out.copy()
                 self._swap_into(out, before, face, None)
-                factors: tuple[float, float, float] | None = (1.0, 1.0, 1.0)
-                for _ in range(2):
+                factors: tuple[float, ...] | None = NO_CORRECTION
+                for _ in range(3):
                     new = self._openness_correction(out, face, factors)  # type: ignore[arg-type]
-                    if new is None or max(abs(a / b - 1) for a, b in zip(new, factors, strict=True)) < 0.03:
+                    if new is None or _converged(new, factors):
                         break
                     factors = new
                     out[:] = before
                     self._swap_into(out, before, face, None, factors)
             else:
                 # video: the correction is measured every few frames and carried forward
-                factors = scratch.get("openness", (1.0, 1.0, 1.0))
+                factors = scratch.get("openness", NO_CORRECTION)
                 self._swap_into(out, out, face, scratch, factors)
                 count = scratch.get("frames", 0)
                 scratch["frames"] = count + 1
@@ -684,9 +708,10 @@ class SwapEffect:
         return face.copy(landmarks=lm, bbox=mesh_bbox(lm))
 
     def _openness_correction(
-        self, out: np.ndarray, face: Face, factors: tuple[float, float, float]
-    ) -> tuple[float, float, float] | None:
-        """New (left eye, right eye, mouth) openness factors from the mesh of the swapped face.
+        self, out: np.ndarray, face: Face, factors: tuple[float, ...]
+    ) -> tuple[float, ...] | None:
+        """New corrections from the mesh of the swapped face: (left eye, right eye, mouth)
+        openness factors, then (yaw, pitch) turns in degrees.
 
         The source's lids and lips, drawn at the target's landmarks, can still read as
         more or less open than the target's (a smiling squint, thick lips): compare
@@ -707,12 +732,25 @@ class SwapEffect:
         if mesh is None:
             return None
         new = []
-        for f, want, got in zip(factors, openings(lm), openings(mesh), strict=True):
+        for f, want, got in zip(factors[:3], openings(lm), openings(mesh), strict=True):
             if want < 0.05:  # closed on the target: the opening has nothing to scale
                 new.append(f)
             else:
                 new.append(float(np.clip(f * want / max(got, 1e-3), 0.6, 1.8)))
-        return new[0], new[1], new[2]
+        # the head's turn: a source photographed a little from the side makes the result
+        # read as turned; the new mesh is turned back by what the result got wrong
+        from portraitfx.face.pose import estimate_pose
+
+        want_pose, got_pose = estimate_pose(lm), estimate_pose(mesh)
+        turn = factors[3:5] if len(factors) >= 5 else (0.0, 0.0)
+        for now, got_angle, want_angle in zip(
+            turn, (got_pose.yaw, got_pose.pitch), (want_pose.yaw, want_pose.pitch), strict=True
+        ):
+            # only what is beyond TURN_SLACK degrees: each degree turned back costs some identity
+            err = got_angle - want_angle
+            excess = float(np.sign(err) * max(abs(err) - TURN_SLACK, 0.0))
+            new.append(float(np.clip(now - excess, -12.0, 12.0)))
+        return tuple(new)
 
     def close(self) -> None:
         if self._embedder is not None:
