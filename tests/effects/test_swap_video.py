@@ -111,3 +111,20 @@ def test_a_face_turned_too_far_is_left_as_it_is(obama, analyzer, data_dir):
     some = effect.apply(obama, [turned[35]])
     assert np.abs(some.astype(int) - obama).mean() > 0.5
     assert len(tri) > 800
+
+
+def test_a_face_lost_for_a_frame_or_two_does_not_pop(obama, analyzer, data_dir):
+    from portraitfx.effects import EffectState
+
+    face = analyzer.analyze(obama)[0].copy(track_id=0)
+    effect = fx.create_effect("swap", source=data_dir / "biden.jpg", provenance=False)
+    state = EffectState()
+    swapped = [effect.apply(obama, [face], state) for _ in range(3)]
+    assert np.abs(swapped[-1].astype(int) - obama).mean() > 1.0
+    held = [effect.apply(obama, [], state) for _ in range(3)]  # the mesh misses three frames
+    # the first two stand in with the track's last face; then it is gone
+    assert np.abs(held[0].astype(int) - swapped[-1]).mean() < 0.5
+    assert np.abs(held[1].astype(int) - swapped[-1]).mean() < 0.5
+    assert np.array_equal(held[2], obama)
+    back = effect.apply(obama, [face], state)
+    assert np.abs(back.astype(int) - swapped[-1]).mean() < 0.5

@@ -1,7 +1,7 @@
 """``portraitfx swap``: put a source person's face on the faces of a photo, a video or a folder.
 
 ``portraitfx swap prepare VIDEO`` analyses a template video once (faces, tracks and
-the swap's per-face masks and crops) so later swaps into it skip that work.
+the swap's per-face occluder masks and face motion) so later swaps into it skip that work.
 ``swap`` stays one command (``swap -s SRC INPUT -o OUT``): :class:`SwapCommand`
 hands the arguments to :func:`prepare` when the first one is ``prepare``.
 """
@@ -160,7 +160,7 @@ def prepare(
     max_faces: int = typer.Option(8, "--max-faces", min=1, help="Most faces to track per frame."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
 ) -> int:
-    """Analyse a template video once (faces, tracks, masks, crops) so swaps into it skip that work.
+    """Analyse a template video once (faces, tracks, occluder masks, face motion) so swaps into it skip that work.
 
     'portraitfx swap ... VIDEO' then finds the template by the video's content.
     A copy or a renamed file finds it too, an edited one does not.

@@ -259,12 +259,13 @@ def _apply_video(
             return item
 
         marker = getattr(effect, "provenance_effect", None)
+        holds = bool(getattr(effect, "holds_faces", False))  # it may keep a face lost for a frame
         split_mark = bool(marker) and "mark" in inspect.signature(effect.apply).parameters
 
         def run_effect(item: tuple) -> tuple:
             frame, faces, extras = item
             state.frame_index = frame.index
-            if not faces:
+            if not faces and not (holds and state.tracks):
                 return frame.image, False
             for face, arrays in zip(faces, extras or [None] * len(faces), strict=True):
                 scratch = state.for_face(face)

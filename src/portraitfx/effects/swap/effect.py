@@ -47,6 +47,7 @@ ZONE = 0.25  # how far around the face outline (in eye distances) the swap may c
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
 NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
+HOLD_FRAMES = 2  # video: frames a lost face is kept (no popping when the mesh misses a frame or two)
 TURN_SLACK = 2.0  # degrees of pose error the correction leaves alone (turning back costs identity)
 FOLLOW_EXPRESSION = 0.5  # video: share of the mesh's expression change taken each frame (the rest is noise)
 
@@ -65,8 +66,8 @@ class SwapOptions:
             sizes (0..1); their own shape (an open mouth, a closed eye) stays the target's.
         skin: how far the source's skin tone moves to the target's (0..1).
         lighting: share of the target's shading given to the new face (0..1).
-        occlusion: keep what covers the target's face (hands, hair) in front, and
-            the target's skin where hair or glasses cover the source's face.
+        occlusion: keep what covers the target's face (hands, hair) in front. (Where
+            hair or glasses cover the *source's* face, the target's skin is always kept.)
         forehead: how far above the brows (in eye distances) the source's forehead
             reaches; higher up the target's own skin, hairline and fringe stay (``None``:
             the whole forehead of the mesh is the source's).
@@ -106,7 +107,7 @@ class SwapOptions:
     steady: float = 0.85
     persistence: float = 0.5
     max_yaw: float = 60.0
-    forehead: float | None = 0.45
+    forehead: float | None = 0.2
     feather: float = 0.12
     model: Any = None
     restore: Any = None
@@ -301,6 +302,7 @@ class SwapEffect:
 
     name = "swap"
     smooth_landmarks = SwapTemplatePreparer.smooth_landmarks
+    holds_faces = True  # video runtimes call apply on frames without faces too (see _held)
     uses_template = True  # videos take their faces (and occluders) from a prepared template
     template_version = SwapTemplatePreparer.template_version
 
@@ -577,7 +579,7 @@ class SwapEffect:
                 np.arange(w, dtype=np.float32)[None, :] * up[0]
                 + np.arange(h, dtype=np.float32)[:, None] * up[1]
             )
-            ramp = max(0.2 * iod, 1.0)
+            ramp = max(0.4 * iod, 1.0)
             soft *= np.clip((brows + opt.forehead * iod + ramp - height) / ramp, 0.0, 1.0)
         blended = pyramid_blend(region, patch, soft)
         return blended.astype(np.float32) - base.astype(np.float32), mouth, occluded
@@ -594,6 +596,8 @@ class SwapEffect:
         """
         frame = check_image(frame)
         out = frame.copy()
+        if state is not None:
+            faces = list(faces) + self._held(faces, state)
         chosen = self.select(frame, faces)
         for face in chosen:
             scratch = state.for_face(face) if state is not None else None
@@ -639,6 +643,26 @@ class SwapEffect:
             out = mark_image(out, "swap", provenance=self.options.provenance)
         return out
 
+    def _held(self, faces: list[Face], state: EffectState) -> list[Face]:
+        """Video: faces of tracks missing from this frame, kept for up to HOLD_FRAMES frames.
+
+        A mesh that fails for a frame or two would make the swap pop off and back on;
+        instead the track's last face stands in (moved on by its last measured motion).
+        """
+        present = {f.track_id for f in faces if f.track_id is not None}
+        held = []
+        for track_id, scratch in state.tracks.items():
+            if track_id in present:
+                scratch["missing"] = 0
+                continue
+            last = scratch.get("last_face")
+            if last is None:
+                continue
+            scratch["missing"] = scratch.get("missing", 0) + 1
+            if scratch["missing"] <= HOLD_FRAMES:
+                held.append(last)
+        return held
+
     def _persist(
         self, result: np.ndarray, origin: tuple[int, int], zone: np.ndarray, scratch: dict[str, Any]
     ) -> np.ndarray:
@@ -683,6 +707,7 @@ class SwapEffect:
         motion = (scratch.get("template") or {}).get("motion")
         if last is None or motion is None or last.shape != detected.shape or self.options.steady <= 0:
             scratch["steady"] = detected
+            scratch["last_face"] = face
             return face
         motion = np.asarray(motion, np.float64).reshape(2, 3)
         scale = float(np.sqrt(abs(np.linalg.det(motion[:, :2]))))
@@ -705,7 +730,9 @@ class SwapEffect:
         steady[:, 2] *= 1.0 + pull * (1.0 / s - 1.0)
         scratch["steady"] = steady
         lm = steady.astype(np.float32)
-        return face.copy(landmarks=lm, bbox=mesh_bbox(lm))
+        face = face.copy(landmarks=lm, bbox=mesh_bbox(lm))
+        scratch["last_face"] = face
+        return face
 
     def _openness_correction(
         self, out: np.ndarray, face: Face, factors: tuple[float, ...]
