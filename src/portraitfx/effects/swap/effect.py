@@ -522,7 +522,7 @@ class SwapEffect:
         face_mask = (region_mask(region.shape, adapted, "face") > 0.5) & covered
         skin = (region_mask(region.shape, t_lm, "skin", forehead=0.0) > 0.5) & face_mask
         mouth = region_mask(region.shape, adapted, "mouth") > 0.5
-        mouth = cv2.dilate(mouth.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        # (no margin: a dilated mouth kept a ring of the target's lip colour)
         # the target's eyes between the lids (gaze, and how open they are) stay too
         eyes = np.zeros_like(mouth)
         if opt.keep_eyes > 0:
