@@ -16,6 +16,7 @@ import typer
 from portraitfx._version import __version__
 from portraitfx.cli import analyze as analyze_cmd
 from portraitfx.cli import demo as demo_cmd
+from portraitfx.cli import live as live_cmd
 from portraitfx.cli import style as style_cmd
 from portraitfx.cli import stylize as stylize_cmd
 from portraitfx.cli import swap as swap_cmd
@@ -35,6 +36,7 @@ app.command("analyze")(analyze_cmd.analyze)
 app.command("stylize")(stylize_cmd.stylize)
 app.command("swap", cls=swap_cmd.SwapCommand)(swap_cmd.swap)  # and `swap prepare`
 app.command("verify")(verify_cmd.verify)
+app.command("live")(live_cmd.live)
 app.add_typer(style_cmd.app, name="style")
 app.command("demo")(demo_cmd.demo)
 
