@@ -23,6 +23,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@if $(PIP) show -q opencv-python >/dev/null 2>&1; then \
 		$(PIP) install -q --force-reinstall --no-deps $(OPENCV); fi
 	$(PIP) check
+	@# Browser tests drive Debian's Chromium through Playwright (no browser download).
+	@command -v chromium >/dev/null 2>&1 || command -v apt-get >/dev/null 2>&1 && \
+		{ command -v chromium >/dev/null 2>&1 || apt-get install -y -q chromium >/dev/null || \
+		echo "warning: could not install chromium; the browser tests will be skipped"; } || true
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
 
