@@ -15,12 +15,15 @@ import typer
 
 from portraitfx._version import __version__
 from portraitfx.cli import analyze as analyze_cmd
+from portraitfx.cli import batch as batch_cmd
 from portraitfx.cli import demo as demo_cmd
 from portraitfx.cli import live as live_cmd
+from portraitfx.cli import serve as serve_cmd
 from portraitfx.cli import style as style_cmd
 from portraitfx.cli import stylize as stylize_cmd
 from portraitfx.cli import swap as swap_cmd
 from portraitfx.cli import verify as verify_cmd
+from portraitfx.cli import web as web_cmd
 from portraitfx.cli._stderr import filtered_native_stderr
 from portraitfx.errors import PortraitFxError
 
@@ -36,9 +39,12 @@ app.command("analyze")(analyze_cmd.analyze)
 app.command("stylize")(stylize_cmd.stylize)
 app.command("swap", cls=swap_cmd.SwapCommand)(swap_cmd.swap)  # and `swap prepare`
 app.command("verify")(verify_cmd.verify)
+app.command("batch")(batch_cmd.batch)
 app.command("live")(live_cmd.live)
 app.add_typer(style_cmd.app, name="style")
 app.command("demo")(demo_cmd.demo)
+app.command("serve")(serve_cmd.serve)
+app.command("web")(web_cmd.web)
 
 
 def _version(value: bool) -> None:
