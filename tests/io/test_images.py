@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import struct
@@ -104,7 +105,9 @@ def _cmyk_profile(corner_rgb) -> bytes:
     return header + struct.pack(">I", len(tags)) + table + body
 
 
+@functools.cache
 def _srgb_icc() -> bytes:
+    # one profile per run: littleCMS stamps each new one with the current second
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
