@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import portraitfx.effects as fx
+from _metrics import flow_compensated_diff
 from portraitfx.effects import EffectState
 from portraitfx.effects.stylize import build_style, load_style, save_style
 from portraitfx.errors import InputError, ModelError, ModelNotFoundError, NoFaceError
@@ -142,20 +143,6 @@ def test_texture_is_the_exemplars_where_it_is_made(obama, obama_face, style):
     assert to_exemplar < 0.5 * to_input, (to_exemplar, to_input)
 
 
-def _flow_compensated_diff(frames: list[np.ndarray], mask: np.ndarray, flows: list[np.ndarray]) -> float:
-    diffs = []
-    h, w = frames[0].shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.float32)
-    for i in range(1, len(frames)):
-        m = grid + flows[i - 1]
-        warped = cv2.remap(
-            frames[i - 1], m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
-        d = np.abs(frames[i].astype(np.float32) - warped.astype(np.float32)).mean(2)
-        diffs.append(d[mask].mean())
-    return float(np.mean(diffs))
-
-
 def test_video_does_not_flicker(effects, analyzer, astronaut):
     from portraitfx.face.track import FaceTracker
 
@@ -176,13 +163,13 @@ def test_video_does_not_flicker(effects, analyzer, astronaut):
         for i in range(1, len(grays))
     ]
     mask = region_mask(frames[0].shape, analyzer.analyze(frames[0])[0].landmarks, "face") > 0.5
-    ours = _flow_compensated_diff(outs, mask, flows)
-    base = _flow_compensated_diff(frames, mask, flows)
+    ours = flow_compensated_diff(outs, mask, flows)
+    base = flow_compensated_diff(frames, mask, flows)
     # the same clip without temporal coherence (no reuse, no persistence)
     plain = fx.create_effect("stylize", style="watercolour", temporal=False)
     with FaceTracker(1) as tracker:
         no_coherence = [plain.apply(f, tracker.update(f, i / 30), None) for i, f in enumerate(frames)]
-    worse = _flow_compensated_diff(no_coherence, mask, flows)
+    worse = flow_compensated_diff(no_coherence, mask, flows)
     assert ours < 0.85 * worse, f"temporal coherence must reduce flicker: {ours:.2f} vs {worse:.2f}"
     assert ours <= 1.5 * base, f"flicker {ours:.2f} vs input {base:.2f}"
 

@@ -8,24 +8,12 @@ import numpy as np
 import pytest
 
 import portraitfx.effects as fx
+from _metrics import flow_compensated_diff
 from portraitfx.effects.swap.classic import mesh_triangles, visible_triangles
 from portraitfx.face.pose import estimate_pose
 from portraitfx.face.regions import region_mask
 from portraitfx.io.video import VideoReader, probe_video
 from portraitfx.testing import clips
-
-
-def _flow_compensated_diff(frames, mask, flows) -> float:
-    h, w = frames[0].shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).astype(np.float32)
-    diffs = []
-    for i in range(1, len(frames)):
-        m = grid + flows[i - 1]
-        warped = cv2.remap(
-            frames[i - 1], m[..., 0], m[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-        )
-        diffs.append(np.abs(frames[i].astype(np.float32) - warped.astype(np.float32)).mean(2)[mask].mean())
-    return float(np.mean(diffs))
 
 
 def _swap_clip(d, astronaut, data_dir, *, provenance: bool):
@@ -77,8 +65,8 @@ def test_video_swap_does_not_flicker(unmarked_clip, analyzer):
         for i in range(1, len(grays))
     ]
     mask = region_mask(inputs[0].shape, analyzer.analyze(inputs[0])[0].landmarks, "face") > 0.5
-    ours = _flow_compensated_diff(outputs, mask, flows)
-    base = _flow_compensated_diff(inputs, mask, flows)
+    ours = flow_compensated_diff(outputs, mask, flows)
+    base = flow_compensated_diff(inputs, mask, flows)
     changed = np.mean([np.abs(o.astype(int) - i)[mask].mean() for o, i in zip(outputs, inputs, strict=True)])
     assert changed > 8, "the face was swapped"
     assert ours <= 1.5 * base, f"flicker {ours:.2f} vs input {base:.2f}"

@@ -38,7 +38,6 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -83,11 +82,7 @@ FORMAT_NAME = "portraitfx-template"
 FORMAT_VERSION = 1
 TEMPLATE_SUFFIX = ".pfxtemplate"
 _META_KEY = "portraitfx_template"
-_CHUNK = 4 << 20
 _FACE_KEYS = ("frame_offsets", "frame_time", "landmarks", "bbox", "score", "pose", "track_id")
-
-_fingerprints: dict[tuple[str, int, int, int], str] = {}
-_fingerprints_lock = threading.Lock()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -106,21 +101,9 @@ def video_fingerprint(video: str | os.PathLike[str]) -> str:
     Hashing runs at about 1.5 GB/s, so even a long 720p clip costs well under a
     second, a small fraction of decoding it.
     """
-    p = check_input_path(video, "video")
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _fingerprints_lock:
-        known = _fingerprints.get(key)
-    if known is not None:
-        return known
-    digest = hashlib.sha256()
-    with open(p, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    value = digest.hexdigest()
-    with _fingerprints_lock:
-        _fingerprints[key] = value
-    return value
+    from portraitfx.models.registry import file_sha256
+
+    return file_sha256(check_input_path(video, "video"))  # cached per (path, size, mtime, inode)
 
 
 def default_template_path(video: str | os.PathLike[str]) -> Path:
