@@ -231,7 +231,7 @@ def _open_input(path: Path) -> av.container.InputContainer:
     import av
 
     try:
-        return av.open(str(path), "r")
+        return av.open(str(path), "r", metadata_errors="replace")  # garbled tags must not raise
     except av.error.FFmpegError as err:
         family = _sniff(path)
         if family is not None:
@@ -370,7 +370,7 @@ def _probe_container(
         variable_frame_rate=_is_variable(pts_sample, stream),
         has_audio=audio is not None,
         audio_codec=_codec_name(audio) if audio is not None else None,
-        audio_sample_rate=int(audio.rate) if audio is not None and audio.rate else None,
+        audio_sample_rate=int(getattr(audio, "rate", None) or 0) or None,  # no codec context: no rate
     )
 
 

@@ -469,7 +469,7 @@ def read_video_provenance(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     result: dict[str, Any] = {}
     try:
-        with av.open(str(path), "r") as container:
+        with av.open(str(path), "r", metadata_errors="replace") as container:
             tag_sets = [container.metadata] + [s.metadata for s in container.streams]
             for tags in tag_sets:
                 for key, value in tags.items():
