@@ -52,7 +52,7 @@ def main() -> int:
         _ = [f for f in VideoReader(clip)]
         decode = (time.perf_counter() - t0) / n
         state, track_t, swap_t = EffectState(), 0.0, 0.0
-        with FaceTracker(4) as tracker:
+        with FaceTracker(4, smooth=effect.smooth_landmarks) as tracker:  # as the runtime does
             for f in decoded:
                 t0 = time.perf_counter()
                 faces = tracker.update(f.image, f.time)

@@ -4,8 +4,8 @@ Pure functions, each usable on its own; :class:`~.effect.SwapEffect` chains them
 
 1. :func:`shape_adapted_mesh`: the target's mesh with its outline (jaw, cheeks)
    moved toward the source's face shape, expression and pose kept;
-2. :func:`warp_background`: the target frame deformed around the new outline
-   (moving least squares, so nothing tears);
+2. :func:`background_displacement`: the target frame deformed around the new
+   outline (moving least squares faded out at the zone's edge, so nothing tears);
 3. :func:`warp_piecewise_affine`: the source face warped triangle by triangle onto
    that mesh, using only triangles facing the camera in both faces;
 4. :func:`transfer_colour`: the source's skin matched to the target's skin tone
@@ -29,6 +29,7 @@ from portraitfx.face.pose import umeyama
 
 __all__ = [
     "STABLE_POINTS",
+    "background_displacement",
     "colour_stats",
     "grow",
     "identity_mesh",
@@ -41,12 +42,11 @@ __all__ = [
     "to_lab",
     "transfer_colour",
     "visible_triangles",
-    "warp_background",
     "warp_piecewise_affine",
 ]
 
 # points that move little with expression: used to align one face onto another
-STABLE_POINTS = _STABLE = np.array(
+STABLE_POINTS = np.array(
     [
         10,
         151,
@@ -114,7 +114,7 @@ def _scale2(p: np.ndarray, ref: np.ndarray) -> float:
 
 def align_mesh(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``source`` mesh ``(N, 2|3)`` moved by the 2-D similarity that best fits its stable points onto ``target``'s."""
-    s, r, t = umeyama(np.asarray(source)[_STABLE, :2], np.asarray(target)[_STABLE, :2])
+    s, r, t = umeyama(np.asarray(source)[STABLE_POINTS, :2], np.asarray(target)[STABLE_POINTS, :2])
     return (s * np.asarray(source, np.float64)[:, :2] @ r.T + t).astype(np.float32)
 
 
@@ -215,33 +215,25 @@ def identity_mesh(
     return out.astype(np.float32)
 
 
-def warp_background(
-    image: np.ndarray, old: np.ndarray, new: np.ndarray, roi: tuple[int, int, int, int]
-) -> np.ndarray:
-    """Deform ``image`` inside ``roi`` so that points ``old (K, 2)`` move to ``new (K, 2)``.
+def background_displacement(old: np.ndarray, new: np.ndarray, zone: np.ndarray, reach: float) -> np.ndarray:
+    """Where each pixel of a region reads from so that points ``old (K, 2)`` move to ``new (K, 2)``.
 
-    The ROI's border stays fixed, so the deformation fades out smoothly. Returns a
-    new image (outside the ROI untouched).
+    A moving-least-squares inverse map over the region, as an offset from each pixel,
+    faded to zero toward the edge of ``zone`` (``h x w`` bool): the deformation is
+    full within ``reach / 2`` pixels of the outlines and nothing outside the zone
+    moves, so nothing tears.
+
+    Returns:
+        ``(h, w, 2)`` float32 (x, y) offsets in pixels; add the pixel's own position
+        for a ``cv2.remap`` map.
     """
-    from portraitfx.effects.stylize.guides import mls_positional_guide
+    from portraitfx.effects.stylize.guides import mls_positional_guide, smooth
 
-    x0, y0, x1, y1 = roi
-    if x1 - x0 < 8 or y1 - y0 < 8 or np.allclose(old, new, atol=0.25):
-        return image
-    border = np.array(
-        [[x, y] for x in np.linspace(x0, x1 - 1, 6) for y in (y0, y1 - 1)]
-        + [[x, y] for y in np.linspace(y0, y1 - 1, 6)[1:-1] for x in (x0, x1 - 1)],
-        np.float32,
-    )
-    # inverse map: for each output pixel, where to read in the original
-    src = np.concatenate([new, border])
-    dst = np.concatenate([old, border])
-    grid = mls_positional_guide(src, dst, (x1 - x0, y1 - y0), origin=(x0, y0), step=12)
-    out = image.copy()
-    out[y0:y1, x0:x1] = cv2.remap(
-        image, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
-    )
-    return out
+    h, w = zone.shape
+    grid = mls_positional_guide(new, old, (w, h), step=max(2, int(round(reach / 3))))
+    fade = smooth(shrink(zone, reach / 2).astype(np.float32), reach / 4 + 0.5) * zone
+    ident = np.mgrid[0:h, 0:w][::-1].transpose(1, 2, 0).astype(np.float32)
+    return (grid - ident) * fade[..., None]
 
 
 def warp_piecewise_affine(

@@ -17,7 +17,7 @@ import numpy as np
 
 from portraitfx._validate import check_choice, check_image, with_overrides
 from portraitfx.effects.base import EffectState, register_effect
-from portraitfx.effects.stylize.guides import mls_positional_guide, smooth
+from portraitfx.effects.stylize.guides import smooth
 from portraitfx.errors import ConfigError, InputError
 from portraitfx.face import topology as T
 from portraitfx.face.mesh import mesh_bbox
@@ -27,6 +27,7 @@ from portraitfx.face.types import Detection, Face
 
 from .classic import (
     STABLE_POINTS,
+    background_displacement,
     colour_stats,
     grow,
     identity_mesh,
@@ -73,9 +74,9 @@ class SwapOptions:
             the whole forehead of the mesh is the source's).
         keep_eyes: how much of the target's eyes between the lids stays (0..1; the
             iris first): gaze is kept, but so is some of the target's look.
-        correct: measure the eyes' and mouth's openness on the result and correct the
-            new mesh so they stay as open as the target's (stills: a second pass;
-            video: measured every few frames).
+        correct: measure the eyes' and mouth's openness and the head's pose on the
+            result and correct the new mesh so they stay the target's (stills: up to
+            three passes; video: measured every CORRECT_EVERY frames).
         steady: video: how much the face's measured motion (optical flow) rather than
             each frame's mesh places the new face (0 = the mesh alone; the mesh still
             corrects the pose by ``1 - steady`` per frame and the expression at once).
@@ -374,7 +375,7 @@ class SwapEffect:
         frame: np.ndarray,
         face: Face,
         scratch: dict[str, Any] | None,
-        openness: tuple[float, ...] | None = None,
+        correction: tuple[float, ...] | None = None,
     ) -> None:
         """Write the swap of ``face`` (found in ``frame``) into ``out`` (same size)."""
         opt = self.options
@@ -389,10 +390,10 @@ class SwapEffect:
             return
         # 1. the new mesh: the source's shape and features in the target's pose and expression
         dst = identity_mesh(
-            t_lm, src.face.landmarks, opt.shape, opt.features, openness[:3] if openness else None
+            t_lm, src.face.landmarks, opt.shape, opt.features, correction[:3] if correction else None
         )
-        if openness is not None and len(openness) > 3 and (openness[3] or openness[4]):
-            dst = _turn(dst, t_lm[:, 2], openness[3], openness[4])
+        if correction is not None and len(correction) > 3 and (correction[3] or correction[4]):
+            dst = _turn(dst, t_lm[:, 2], correction[3], correction[4])
         oval = list(T.FACE_OVAL)
         reach = max(2.0, ZONE * iod)
         # everything happens in the zone around both outlines; the region is its box
@@ -433,12 +434,8 @@ class SwapEffect:
         # the zone's edge, so nothing outside it moves and nothing tears
         warped_full, region = region_full, original.copy()
         if opt.shape > 0 and not np.allclose(t_lm[oval, :2], dst[oval], atol=0.25):
-            grid = mls_positional_guide(
-                local_dst[oval], local_t[oval, :2], (sw, sh), step=max(2, int(round(small_reach / 3)))
-            )
-            fade = smooth(shrink(zone, small_reach / 2).astype(np.float32), small_reach / 4 + 0.5) * zone
+            disp = background_displacement(local_t[oval, :2], local_dst[oval], zone, small_reach)
             ident = np.mgrid[0:sh, 0:sw][::-1].transpose(1, 2, 0).astype(np.float32)
-            disp = (grid - ident) * fade[..., None]
             region = cv2.remap(original, ident[..., 0] + disp[..., 0], ident[..., 1] + disp[..., 1],
                                cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
             if k < 1.0:
@@ -613,12 +610,12 @@ class SwapEffect:
                 self._swap_into(out, out, face, scratch)
             elif scratch is None:
                 # a still: swap, look at the result, and swap again with the eyes and
-                # mouth opened or closed by what the first result got wrong
+                # mouth opened or closed and the head turned by what the result got wrong
                 before = out.copy()
                 self._swap_into(out, before, face, None)
-                factors: tuple[float, ...] | None = NO_CORRECTION
+                factors: tuple[float, ...] = NO_CORRECTION
                 for _ in range(3):
-                    new = self._openness_correction(out, face, factors)  # type: ignore[arg-type]
+                    new = self._correction(out, face, factors)
                     if new is None or _converged(new, factors):
                         break
                     factors = new
@@ -626,14 +623,14 @@ class SwapEffect:
                     self._swap_into(out, before, face, None, factors)
             else:
                 # video: the correction is measured every few frames and carried forward
-                factors = scratch.get("openness", NO_CORRECTION)
+                factors = scratch.get("correction", NO_CORRECTION)
                 self._swap_into(out, out, face, scratch, factors)
                 count = scratch.get("frames", 0)
                 scratch["frames"] = count + 1
                 if count % CORRECT_EVERY == 0:
-                    new = self._openness_correction(out, face, factors)
+                    new = self._correction(out, face, factors)
                     if new is not None:
-                        scratch["openness"] = tuple(
+                        scratch["correction"] = tuple(
                             0.5 * a + 0.5 * b for a, b in zip(factors, new, strict=True)
                         )
         if chosen and mark:
@@ -734,7 +731,7 @@ class SwapEffect:
         scratch["last_face"] = face
         return face
 
-    def _openness_correction(
+    def _correction(
         self, out: np.ndarray, face: Face, factors: tuple[float, ...]
     ) -> tuple[float, ...] | None:
         """New corrections from the mesh of the swapped face: (left eye, right eye, mouth)
