@@ -1548,6 +1548,10 @@ def process_video(
                     dynamic_ncols=True,
                 ) as bar,
             ):
+                if len(stages) > 1:  # the stages keep the cores busy: OpenCV's pool would only get in the way
+                    from portraitfx._tuning import opencv_single_threaded
+
+                    stack.enter_context(opencv_single_threaded())
                 frames = prefetch_frames(reader, prefetch)
                 pipeline = run_stages(frames, stages)
                 # both closed before the reader is: a decoding thread must never outlive it

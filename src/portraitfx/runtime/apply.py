@@ -286,6 +286,33 @@ def _apply_video(
             return mark_image(image, marker)
 
         stages = [lambda frame: count(faces_of(frame)), run_effect, mark]
+        if (
+            split_mark
+            and callable(getattr(effect, "begin", None))
+            and callable(getattr(effect, "finish", None))
+        ):
+            # the effect comes in two halves (e.g. a swap's geometry, then its pixels): each
+            # gets its own stage, so the halves of consecutive frames run at once
+            def begin(item: tuple) -> tuple:
+                frame, faces, extras = item
+                state.frame_index = frame.index
+                if not faces and not (holds and state.tracks):
+                    return frame.image, None
+                for face, arrays in zip(faces, extras or [None] * len(faces), strict=True):
+                    scratch = state.for_face(face)
+                    if arrays:
+                        scratch["template"] = arrays
+                    else:  # never last frame's arrays
+                        scratch.pop("template", None)
+                return frame.image, effect.begin(frame.image, faces, state)  # type: ignore[attr-defined]
+
+            def finish(item: tuple) -> tuple:
+                image, token = item
+                if token is None:
+                    return image, False
+                return effect.finish(token)[0], True  # type: ignore[attr-defined]
+
+            stages = [lambda frame: count(faces_of(frame)), begin, finish, mark]
 
         # into a temporary file first: a video with no face must not replace an existing output
         with atomic_output(dst, inputs=(src,)) as tmp:

@@ -36,6 +36,7 @@ __all__ = [
     "mesh_triangles",
     "occluders",
     "pyramid_blend",
+    "resize_displacement",
     "shape_adapted_mesh",
     "shrink",
     "skin_occlusion",
@@ -215,7 +216,9 @@ def identity_mesh(
     return out.astype(np.float32)
 
 
-def background_displacement(old: np.ndarray, new: np.ndarray, zone: np.ndarray, reach: float) -> np.ndarray:
+def background_displacement(
+    old: np.ndarray, new: np.ndarray, zone: np.ndarray, reach: float, *, coarse: int = 1
+) -> np.ndarray:
     """Where each pixel of a region reads from so that points ``old (K, 2)`` move to ``new (K, 2)``.
 
     A moving-least-squares inverse map over the region, as an offset from each pixel,
@@ -223,17 +226,44 @@ def background_displacement(old: np.ndarray, new: np.ndarray, zone: np.ndarray, 
     full within ``reach / 2`` pixels of the outlines and nothing outside the zone
     moves, so nothing tears.
 
+    Args:
+        coarse: compute the (smooth) field on a grid this many times coarser; bring it
+            to any size with :func:`resize_displacement`.
+
     Returns:
-        ``(h, w, 2)`` float32 (x, y) offsets in pixels; add the pixel's own position
-        for a ``cv2.remap`` map.
+        ``(ceil(h / coarse), ceil(w / coarse), 2)`` float32 (x, y) offsets in that
+        grid's pixels; at ``coarse=1`` add the pixel's own position for a ``cv2.remap`` map.
     """
     from portraitfx.effects.stylize.guides import mls_positional_guide, smooth
 
     h, w = zone.shape
-    grid = mls_positional_guide(new, old, (w, h), step=max(2, int(round(reach / 3))))
+    c = max(int(coarse), 1)
+    hs, ws = -(-h // c), -(-w // c)
+    if c > 1:
+        # the region's pixel centres on the coarse grid, as cv2.resize relates them
+        k = np.array([ws / w, hs / h])
+        old, new = (
+            (np.asarray(old, np.float64) + 0.5) * k - 0.5,
+            (np.asarray(new, np.float64) + 0.5) * k - 0.5,
+        )
+        zone = cv2.resize(zone.astype(np.float32), (ws, hs), interpolation=cv2.INTER_AREA) > 0.5
+        reach = reach * float(k.mean())
+    grid = mls_positional_guide(new, old, (ws, hs), step=max(2, int(round(reach / 3))))
     fade = smooth(shrink(zone, reach / 2).astype(np.float32), reach / 4 + 0.5) * zone
-    ident = np.mgrid[0:h, 0:w][::-1].transpose(1, 2, 0).astype(np.float32)
-    return (grid - ident) * fade[..., None]
+    grid[..., 0] -= np.arange(ws, dtype=np.float32)[None, :]
+    grid[..., 1] -= np.arange(hs, dtype=np.float32)[:, None]
+    return cv2.multiply(grid, cv2.merge([fade, fade]))
+
+
+def resize_displacement(disp: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A displacement field (``h x w x 2`` offsets in its own pixels) resampled to ``size = (w, h)``."""
+    h, w = disp.shape[:2]
+    if (w, h) == tuple(size):
+        return disp
+    out = cv2.resize(disp, size, interpolation=cv2.INTER_LINEAR)
+    out[..., 0] *= np.float32(size[0] / w)
+    out[..., 1] *= np.float32(size[1] / h)
+    return out
 
 
 def warp_piecewise_affine(
@@ -266,33 +296,61 @@ def warp_piecewise_affine(
     return patch, covered
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _raster_maps(
     dst: np.ndarray, src: np.ndarray, tri: np.ndarray, h: int, w: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For every pixel covered by a ``dst`` triangle, its position in ``src`` (barycentric)."""
+    """For every pixel covered by a ``dst`` triangle, its position in ``src`` (barycentric).
+
+    Each triangle is scanned row by row over the span its three edges allow (the
+    barycentric coordinates are affine in x, so the span is solved for, not searched).
+    """
     map_x = np.zeros((h, w), np.float32)
     map_y = np.zeros((h, w), np.float32)
     covered = np.zeros((h, w), np.bool_)
+    eps = 1e-6
     for t in range(tri.shape[0]):
         a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
         ax, ay, bx, by, cx, cy = dst[a, 0], dst[a, 1], dst[b, 0], dst[b, 1], dst[c, 0], dst[c, 1]
         den = (by - cy) * (ax - cx) + (cx - bx) * (ay - cy)
         if abs(den) < 1e-9:
             continue
+        inv = 1.0 / den
+        # l0 = p0 + q0 * x + r0 * y, l1 likewise, l2 = 1 - l0 - l1
+        q0, r0 = (by - cy) * inv, (cx - bx) * inv
+        p0 = -(q0 * cx + r0 * cy)
+        q1, r1 = (cy - ay) * inv, (ax - cx) * inv
+        p1 = -(q1 * cx + r1 * cy)
+        q2, r2, p2 = -q0 - q1, -r0 - r1, 1.0 - p0 - p1
+        # the source position is affine in (x, y) too
+        sx0 = p0 * src[a, 0] + p1 * src[b, 0] + p2 * src[c, 0]
+        sxx = q0 * src[a, 0] + q1 * src[b, 0] + q2 * src[c, 0]
+        sxy = r0 * src[a, 0] + r1 * src[b, 0] + r2 * src[c, 0]
+        sy0 = p0 * src[a, 1] + p1 * src[b, 1] + p2 * src[c, 1]
+        syx = q0 * src[a, 1] + q1 * src[b, 1] + q2 * src[c, 1]
+        syy = r0 * src[a, 1] + r1 * src[b, 1] + r2 * src[c, 1]
         xa = max(int(np.floor(min(ax, bx, cx))), 0)
         xb = min(int(np.ceil(max(ax, bx, cx))), w - 1)
         ya = max(int(np.floor(min(ay, by, cy))), 0)
         yb = min(int(np.ceil(max(ay, by, cy))), h - 1)
         for y in range(ya, yb + 1):
-            for x in range(xa, xb + 1):
-                l0 = ((by - cy) * (x - cx) + (cx - bx) * (y - cy)) / den
-                l1 = ((cy - ay) * (x - cx) + (ax - cx) * (y - cy)) / den
-                l2 = 1.0 - l0 - l1
-                if l0 >= -1e-6 and l1 >= -1e-6 and l2 >= -1e-6:
-                    map_x[y, x] = l0 * src[a, 0] + l1 * src[b, 0] + l2 * src[c, 0]
-                    map_y[y, x] = l0 * src[a, 1] + l1 * src[b, 1] + l2 * src[c, 1]
-                    covered[y, x] = True
+            lo, hi = float(xa), float(xb)
+            # each l_i(x) = k + q * x >= -eps bounds x on one side
+            for k, q in ((p0 + r0 * y, q0), (p1 + r1 * y, q1), (p2 + r2 * y, q2)):
+                if q > 1e-12:
+                    lo = max(lo, (-eps - k) / q)
+                elif q < -1e-12:
+                    hi = min(hi, (-eps - k) / q)
+                elif k < -eps:
+                    hi = lo - 1.0
+            x0 = max(int(np.ceil(lo)), xa)
+            x1 = min(int(np.floor(hi)), xb)
+            bx_ = sx0 + sxy * y
+            by_ = sy0 + syy * y
+            for x in range(x0, x1 + 1):
+                map_x[y, x] = bx_ + sxx * x
+                map_y[y, x] = by_ + syx * x
+                covered[y, x] = True
     return map_x, map_y, covered
 
 
@@ -330,11 +388,11 @@ def transfer_colour(
     out = cv2.transform(src_lab, np.concatenate([np.diag(gain), offset[:, None]], 1).astype(np.float32))
     if lighting > 0:
         # low-frequency shading of the target (inside the skin), detail of the source
+        # (the three masked averages blurred as the channels of one image)
         m = mask.astype(np.float32)
-        weight = smooth(m, sigma) + 1e-4
-        t_low = smooth(tgt_lab[..., 0] * m, sigma) / weight
-        s_low = smooth(out[..., 0] * m, sigma) / weight
-        out[..., 0] += lighting * (t_low - s_low) * (weight > 0.2)
+        low = smooth(cv2.merge([m, tgt_lab[..., 0] * m, out[..., 0] * m]), sigma)
+        weight = low[..., 0] + np.float32(1e-4)
+        out[..., 0] += lighting * (low[..., 1] - low[..., 2]) / weight * (weight > 0.2)
     return cv2.cvtColor(np.clip(out, 0, 255, out=out).astype(np.uint8), cv2.COLOR_LAB2RGB), stats
 
 

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,7 +23,7 @@ from portraitfx.errors import ConfigError, InputError
 from portraitfx.face import topology as T
 from portraitfx.face.mesh import mesh_bbox
 from portraitfx.face.pose import umeyama
-from portraitfx.face.regions import _up_vector, region_mask
+from portraitfx.face.regions import _up_vector, polygon_mask, region_mask, region_polygons
 from portraitfx.face.types import Detection, Face
 
 from .classic import (
@@ -34,6 +35,7 @@ from .classic import (
     mesh_triangles,
     occluders,
     pyramid_blend,
+    resize_displacement,
     shrink,
     to_lab,
     transfer_colour,
@@ -48,6 +50,7 @@ ZONE = 0.25  # how far around the face outline (in eye distances) the swap may c
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
 NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
+CORRECTION_LAG = 6  # video: frames after its measurement a correction applies (see SwapEffect.begin)
 HOLD_FRAMES = 2  # video: frames a lost face is kept (no popping when the mesh misses a frame or two)
 TURN_SLACK = 2.0  # degrees of pose error the correction leaves alone (turning back costs identity)
 FOLLOW_EXPRESSION = 0.5  # video: share of the mesh's expression change taken each frame (the rest is noise)
@@ -244,6 +247,96 @@ class SwapTemplatePreparer:
         return {"occlusion": occluders(small, skin, iod * sw / (x1 - x0)).astype(np.uint8), "roi": roi}
 
 
+@dataclass(eq=False)
+class _Plan:
+    """One face's swap in one frame, between :meth:`SwapEffect._plan` and :meth:`SwapEffect._render`.
+
+    ``box`` is the region of the frame that may change; the working-resolution arrays
+    (``zone``, ``original``, ``region``, the ``local_*`` meshes) are that region scaled by
+    ``scale``; ``field`` is the background's displacement on a twice coarser grid.
+    """
+
+    face: Face
+    src: SourceFace
+    frame: np.ndarray
+    t_lm: np.ndarray
+    dst: np.ndarray
+    tri: np.ndarray
+    vis: np.ndarray
+    box: tuple[int, int, int, int]
+    scale: np.ndarray
+    local_t: np.ndarray
+    local_dst: np.ndarray
+    iod: float
+    zone: np.ndarray
+    field: np.ndarray | None
+    occlusion: np.ndarray | None
+    motion: Any
+    scratch: dict[str, Any] | None
+    original: np.ndarray | None = None
+    region: np.ndarray | None = None
+    warped_full: np.ndarray | None = None
+
+
+@dataclass(eq=False)
+class _Job:
+    """One face of a video frame between :meth:`SwapEffect.begin` and :meth:`SwapEffect.finish`."""
+
+    face: Face
+    scratch: dict[str, Any]
+    plan: _Plan | None = None
+    factors: tuple[float, ...] | None = None
+    measure: int | None = None  # the track's frame count, when this frame's result is measured
+
+
+@dataclass(eq=False)
+class _Frame:
+    """A video frame between :meth:`SwapEffect.begin` and :meth:`SwapEffect.finish`."""
+
+    frame: np.ndarray
+    jobs: list[_Job]
+    chosen: bool
+
+
+class _Measured:
+    """A correction measured by ``finish``, waited for by ``begin`` (another thread)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self._value: tuple[float, ...] | None = None
+
+    def set(self, value: tuple[float, ...] | None) -> None:
+        self._value = value
+        self._ready.set()
+
+    def get(self) -> tuple[float, ...] | None:
+        # in a pipeline whose queues are shallower than CORRECTION_LAG this never waits;
+        # the timeout only guards against a stage that died
+        self._ready.wait(timeout=60)
+        return self._value
+
+
+def _measurement(scratch: dict[str, Any], count: int) -> _Measured:
+    return scratch.setdefault("measured", {}).setdefault(count, _Measured())
+
+
+def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` made smaller, averaging its pixels (a bilinear resize would alias fine texture).
+
+    OpenCV's area average is slow for ratios that are not whole numbers; between 1/2 and 1
+    the image is first resized bilinearly to twice ``size`` (an enlargement: no aliasing),
+    then averaged 2:1 (within a grey level or two of the direct average, a third of the time).
+    """
+    w, h = size
+    if 2 * w >= image.shape[1] and 2 * h >= image.shape[0]:
+        image = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
 def _place_mask(
     mask: np.ndarray, box: np.ndarray, region: tuple[int, int, int, int], size: tuple[int, int]
 ) -> np.ndarray:
@@ -378,6 +471,22 @@ class SwapEffect:
         correction: tuple[float, ...] | None = None,
     ) -> None:
         """Write the swap of ``face`` (found in ``frame``) into ``out`` (same size)."""
+        plan = self._plan(frame, face, scratch, correction)
+        if plan is not None:
+            self._render(out, plan)
+
+    def _plan(
+        self,
+        frame: np.ndarray,
+        face: Face,
+        scratch: dict[str, Any] | None,
+        correction: tuple[float, ...] | None = None,
+    ) -> _Plan | None:
+        """The geometry of one face's swap and the frame's pixels it starts from (None: leave the face).
+
+        Everything here depends on the target frame and the face's mesh alone, so a video
+        runtime can plan frame ``n + 1`` while it renders frame ``n`` (see :meth:`begin`).
+        """
         opt = self.options
         src = self._source_for(face)
         h, w = frame.shape[:2]
@@ -387,7 +496,7 @@ class SwapEffect:
         vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
         # turned too far (the far cheek and the nose's side are not seen): leave the face as it is
         if vis.sum() < 0.3 * len(tri) or abs(face.pose.yaw) > opt.max_yaw:
-            return
+            return None
         # 1. the new mesh: the source's shape and features in the target's pose and expression
         dst = identity_mesh(
             t_lm, src.face.landmarks, opt.shape, opt.features, correction[:3] if correction else None
@@ -409,7 +518,7 @@ class SwapEffect:
         )
         rw, rh = rx1 - rx0, ry1 - ry0
         if rw < 16 or rh < 16:
-            return
+            return None
         # steps run at a working resolution capped at WORK_EYE_DISTANCE (the source photo
         # rarely has more detail); the change they make is brought back to full size
         k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
@@ -419,71 +528,95 @@ class SwapEffect:
         local_t[:, :2] = (local_t[:, :2] - [rx0, ry0]) * scale
         local_t[:, 2] *= scale[0]
         local_dst = (dst.astype(np.float64) - [rx0, ry0]) * scale
-        kiod = iod * float(scale[0])
         small_reach = max(1.0, reach * float(scale[0]))
         outlines = np.zeros((sh, sw), np.uint8)
         for outline in (local_t[oval, :2], local_dst[oval]):
             cv2.fillPoly(outlines, [np.round(outline).astype(np.int32)], 1)
         zone = grow(outlines > 0, small_reach)
-        region_full = frame[ry0:ry1, rx0:rx1]
-        if k < 1.0:
-            original = cv2.resize(region_full, (sw, sh), interpolation=cv2.INTER_AREA)
-        else:
-            original = np.ascontiguousarray(region_full)
         # 2. the frame deformed around the new outline; the displacement fades to zero at
         # the zone's edge, so nothing outside it moves and nothing tears
-        warped_full, region = region_full, original.copy()
+        field = None
         if opt.shape > 0 and not np.allclose(t_lm[oval, :2], dst[oval], atol=0.25):
-            disp = background_displacement(local_t[oval, :2], local_dst[oval], zone, small_reach)
-            ident = np.mgrid[0:sh, 0:sw][::-1].transpose(1, 2, 0).astype(np.float32)
-            region = cv2.remap(original, ident[..., 0] + disp[..., 0], ident[..., 1] + disp[..., 1],
-                               cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
-            if k < 1.0:
-                disp_full = cv2.resize(disp, (rw, rh), interpolation=cv2.INTER_LINEAR)
-                disp_full[..., 0] *= np.float32(rw / sw)
-                disp_full[..., 1] *= np.float32(rh / sh)
-                map_x = disp_full[..., 0] + np.arange(rx0, rx1, dtype=np.float32)[None, :]
-                map_y = disp_full[..., 1] + np.arange(ry0, ry1, dtype=np.float32)[:, None]
-                warped_full = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-            else:
-                warped_full = region
-        # 3-6 at the working resolution
+            # the field is smooth: computed on a grid twice as coarse, then resampled
+            field = background_displacement(local_t[oval, :2], local_dst[oval], zone, small_reach, coarse=2)
+        template = (scratch.get("template") if scratch is not None else None) or {}
         occlusion = None
-        cached = scratch.get("template") if scratch is not None else None
-        if opt.occlusion and cached and "occlusion" in cached and "roi" in cached:
-            occlusion = _place_mask(cached["occlusion"], cached["roi"], (rx0, ry0, rx1, ry1), (sw, sh))
+        if opt.occlusion and "occlusion" in template and "roi" in template:
+            occlusion = _place_mask(template["occlusion"], template["roi"], (rx0, ry0, rx1, ry1), (sw, sh))
+        plan = _Plan(
+            face=face, src=src, frame=frame, t_lm=t_lm, dst=dst, tri=tri, vis=vis,
+            box=(rx0, ry0, rx1, ry1), scale=scale, local_t=local_t.astype(np.float32),
+            local_dst=local_dst.astype(np.float32), iod=iod * float(scale[0]), zone=zone, field=field,
+            occlusion=occlusion, motion=template.get("motion"), scratch=scratch,
+        )  # fmt: skip
+        self._crop(plan, frame)
+        return plan
+
+    @staticmethod
+    def _crop(plan: _Plan, frame: np.ndarray) -> None:
+        """The plan's pixels from ``frame``: the region at the working resolution, as it is
+        (``original``) and deformed (``region``), and deformed at full size (``warped_full``)."""
+        rx0, ry0, rx1, ry1 = plan.box
+        rw, rh = rx1 - rx0, ry1 - ry0
+        sh, sw = plan.zone.shape
+        plan.frame = frame
+        region_full = frame[ry0:ry1, rx0:rx1]
+        small = (sw, sh) != (rw, rh)
+        original = _downscale(region_full, (sw, sh)) if small else np.ascontiguousarray(region_full)
+        plan.original, plan.region, plan.warped_full = original, original.copy(), region_full
+        if plan.field is None:
+            return
+        disp = resize_displacement(plan.field, (sw, sh)) * plan.zone[..., None]
+        disp[..., 0] += np.arange(sw, dtype=np.float32)[None, :]
+        disp[..., 1] += np.arange(sh, dtype=np.float32)[:, None]
+        plan.region = cv2.remap(original, disp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        if small:
+            full = resize_displacement(plan.field, (rw, rh))
+            full[..., 0] += np.arange(rx0, rx1, dtype=np.float32)[None, :]
+            full[..., 1] += np.arange(ry0, ry1, dtype=np.float32)[:, None]
+            plan.warped_full = cv2.remap(frame, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        else:
+            plan.warped_full = plan.region
+
+    def _render(self, out: np.ndarray, plan: _Plan) -> None:
+        """Steps 3-6 of a planned swap, brought to full size and written into ``out``."""
+        opt = self.options
+        rx0, ry0, rx1, ry1 = plan.box
+        rw, rh = rx1 - rx0, ry1 - ry0
+        frame, zone, scratch, dst = plan.frame, plan.zone, plan.scratch, plan.dst
+        region = plan.region
+        base = region.astype(np.float32)
         change, mouth, occluded = self._swap_local(
-            src, region, original, local_t.astype(np.float32), local_dst.astype(np.float32),
-            tri, vis, kiod, scratch, occlusion,
+            plan.src, region, plan.original, plan.local_t, plan.local_dst,
+            plan.tri, plan.vis, plan.iod, scratch, plan.occlusion,
         )  # fmt: skip
         # only the zone around the face may change (the blend's low bands reach a little outside)
         change *= zone[..., None]
-        if k < 1.0:
+        if scratch is not None and opt.persistence > 0:
+            # the temporal filter, at the working resolution: what shimmers is the new face
+            settled = self._persist(base + change, plan, scratch)
+            change = cv2.subtract(settled, base)
+        if change.shape[:2] != (rh, rw):
             change = cv2.resize(change, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        result = cv2.add(np.ascontiguousarray(warped_full), change, dtype=cv2.CV_8U)
+        result = cv2.add(np.ascontiguousarray(plan.warped_full), change, dtype=cv2.CV_8U)
         # full-size details that must stay sharp: the target's mouth interior (moved with the
         # lips) and whatever covers the face
         if mouth.any():
-            mouth_full = (
-                region_mask(result.shape, np.concatenate([dst - [rx0, ry0], t_lm[:, 2:3]], 1), "mouth") > 0.5
+            inner = dst[list(T.LIPS_INNER)] - [rx0, ry0]
+            bx0, by0 = (max(int(np.floor(v)) - 4, 0) for v in inner.min(0))
+            bx1, by1 = (
+                min(int(np.ceil(inner[:, 0].max())) + 5, rw),
+                min(int(np.ceil(inner[:, 1].max())) + 5, rh),
             )
-            if mouth_full.any():
-                my, mx = np.nonzero(mouth_full)
-                box = (rx0 + max(mx.min() - 4, 0), ry0 + max(my.min() - 4, 0),
-                       rx0 + min(mx.max() + 5, rw), ry0 + min(my.max() + 5, rh))  # fmt: skip
-                own, covered = warp_piecewise_affine(frame, t_lm[:468, :2], dst[:468], box, tri)
-                sub = mouth_full[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0] & covered
-                np.copyto(
-                    result[box[1] - ry0 : box[3] - ry0, box[0] - rx0 : box[2] - rx0],
-                    own,
-                    where=sub[..., None],
-                )
+            if bx1 > bx0 and by1 > by0:
+                sub = polygon_mask([inner], (bx0, by0, bx1, by1)) > 0.5
+                box = (rx0 + bx0, ry0 + by0, rx0 + bx1, ry0 + by1)
+                own, covered = warp_piecewise_affine(frame, plan.t_lm[:468, :2], dst[:468], box, plan.tri)
+                np.copyto(result[by0:by1, bx0:bx1], own, where=(sub & covered)[..., None])
         if occluded.any():
             occ_full = cv2.resize(occluded.astype(np.uint8), (rw, rh), interpolation=cv2.INTER_LINEAR) > 0
             core_occ = cv2.erode(occ_full.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
-            np.copyto(result, region_full, where=core_occ[..., None])
-        if scratch is not None and opt.persistence > 0:
-            result = self._persist(result, (rx0, ry0), zone, scratch)
+            np.copyto(result, frame[ry0:ry1, rx0:rx1], where=core_occ[..., None])
         out[ry0:ry1, rx0:rx1] = result
 
     def _swap_local(
@@ -512,13 +645,14 @@ class SwapEffect:
         patch4, covered = warp_piecewise_affine(
             src.texture, src.face.landmarks[:468, :2], dst[:468], roi, tri[vis]
         )
-        patch = np.ascontiguousarray(patch4[..., :3])
+        patch = cv2.cvtColor(patch4, cv2.COLOR_RGBA2RGB)
         base = region.copy()
         # 4. masks: the face, minus the target's open mouth and what covers the face
         adapted = np.concatenate([dst, t_lm[:, 2:3]], axis=1)
-        face_mask = (region_mask(region.shape, adapted, "face") > 0.5) & covered
-        skin = (region_mask(region.shape, t_lm, "skin", forehead=0.0) > 0.5) & face_mask
-        mouth = region_mask(region.shape, adapted, "mouth") > 0.5
+        face_mask = (polygon_mask(region_polygons(adapted, "face"), roi) > 0.5) & covered
+        holes = [p for r in ("eyes", "brows", "lips") for p in region_polygons(t_lm, r)]  # type: ignore[arg-type]
+        skin = (polygon_mask(region_polygons(t_lm, "face"), roi, holes) > 0.5) & face_mask
+        mouth = polygon_mask(region_polygons(adapted, "mouth"), roi) > 0.5
         # (no margin: a dilated mouth kept a ring of the target's lip colour)
         # the target's eyes between the lids (gaze, and how open they are) stay too
         eyes = np.zeros_like(mouth)
@@ -591,54 +725,112 @@ class SwapEffect:
         a later stage (the video runtime does, in its own thread); provenance still
         applies to what they write.
         """
-        frame = check_image(frame)
-        out = frame.copy()
-        if state is not None:
-            faces = list(faces) + self._held(faces, state)
-        chosen = self.select(frame, faces)
-        for face in chosen:
-            scratch = state.for_face(face) if state is not None else None
-            if scratch is not None:
-                face = self._steady(face, scratch)
-            if self._neural is not None:
-                from .neural import swap_face_neural
+        if state is not None:  # a frame of a video: exactly what the video runtime's two stages do
+            out, chosen = self.finish(self.begin(frame, faces, state))
+        else:
+            frame = check_image(frame)
+            out = frame.copy()
+            chosen = self.select(frame, faces)
+            for face in chosen:
+                if self._neural is not None:
+                    from .neural import swap_face_neural
 
-                out = swap_face_neural(
-                    out, face, self._neural, self.identity, feather=self.options.feather, scratch=scratch
-                )
-            elif not self.options.correct:
-                self._swap_into(out, out, face, scratch)
-            elif scratch is None:
-                # a still: swap, look at the result, and swap again with the eyes and
-                # mouth opened or closed and the head turned by what the result got wrong
-                before = out.copy()
-                self._swap_into(out, before, face, None)
-                factors: tuple[float, ...] = NO_CORRECTION
-                for _ in range(3):
-                    new = self._correction(out, face, factors)
-                    if new is None or _converged(new, factors):
-                        break
-                    factors = new
-                    out[:] = before
-                    self._swap_into(out, before, face, None, factors)
-            else:
-                # video: the correction is measured every few frames and carried forward
-                factors = scratch.get("correction", NO_CORRECTION)
-                self._swap_into(out, out, face, scratch, factors)
-                count = scratch.get("frames", 0)
-                scratch["frames"] = count + 1
-                if count % CORRECT_EVERY == 0:
-                    new = self._correction(out, face, factors)
-                    if new is not None:
-                        scratch["correction"] = tuple(
-                            0.5 * a + 0.5 * b for a, b in zip(factors, new, strict=True)
-                        )
+                    out = swap_face_neural(
+                        out, face, self._neural, self.identity, feather=self.options.feather
+                    )
+                elif not self.options.correct:
+                    self._swap_into(out, out, face, None)
+                else:
+                    # a still: swap, look at the result, and swap again with the eyes and
+                    # mouth opened or closed and the head turned by what the result got wrong
+                    before = out.copy()
+                    self._swap_into(out, before, face, None)
+                    factors: tuple[float, ...] = NO_CORRECTION
+                    for _ in range(3):
+                        new = self._correction(out, face, factors)
+                        if new is None or _converged(new, factors):
+                            break
+                        factors = new
+                        out[:] = before
+                        self._swap_into(out, before, face, None, factors)
         if chosen and mark:
             from portraitfx.provenance import mark_image
 
             # the invisible watermark; opting out takes provenance=False, explicitly
             out = mark_image(out, "swap", provenance=self.options.provenance)
         return out
+
+    def begin(self, frame: np.ndarray, faces: list[Face], state: EffectState) -> _Frame:
+        """A video frame's first half: which faces, their steadied meshes and each swap's plan.
+
+        With :meth:`finish` this is :meth:`apply` for a video frame, split so a runtime can
+        run the halves of consecutive frames at once (``begin`` of frame ``n + 1`` beside
+        ``finish`` of frame ``n``). Each half keeps its own state, and ``begin`` takes a
+        correction measured by ``finish`` only ``CORRECTION_LAG`` frames later, so the
+        result does not depend on how the two overlap.
+        """
+        frame = check_image(frame)
+        faces = list(faces) + self._held(faces, state)
+        chosen = self.select(frame, faces)
+        jobs: list[_Job] = []
+        for face in chosen:
+            scratch = state.for_face(face)
+            face = self._steady(face, scratch)
+            if self._neural is not None:
+                jobs.append(_Job(face, scratch))
+                continue
+            job = _Job(face, scratch)
+            if self.options.correct:
+                count = scratch.get("frames", 0)
+                scratch["frames"] = count + 1
+                job.factors = self._lagged_correction(scratch, count)
+                job.measure = count if count % CORRECT_EVERY == 0 else None
+            job.plan = self._plan(frame, face, scratch, job.factors)
+            jobs.append(job)
+        return _Frame(frame, jobs, bool(chosen))
+
+    def finish(self, token: _Frame) -> tuple[np.ndarray, bool]:
+        """A video frame's second half (see :meth:`begin`): the swapped frame (unmarked) and
+        whether any face was chosen."""
+        out = token.frame.copy()
+        done: list[tuple[int, int, int, int]] = []
+        for job in token.jobs:
+            if self._neural is not None:
+                from .neural import swap_face_neural
+
+                out = swap_face_neural(
+                    out,
+                    job.face,
+                    self._neural,
+                    self.identity,
+                    feather=self.options.feather,
+                    scratch=job.scratch,
+                )
+                continue
+            plan = job.plan
+            if plan is not None:
+                if any(_overlap(plan.box, box) for box in done):
+                    self._crop(plan, out.copy())  # on top of the faces already swapped
+                self._render(out, plan)
+                done.append(plan.box)
+            if job.measure is not None:
+                new = self._correction(out, job.face, job.factors) if plan is not None else None
+                _measurement(job.scratch, job.measure).set(new)
+        return out, token.chosen
+
+    @staticmethod
+    def _lagged_correction(scratch: dict[str, Any], count: int) -> tuple[float, ...]:
+        """The correction for the track's frame ``count``: the last one, moved halfway to
+        what was measured ``CORRECTION_LAG`` frames ago (when that frame was measured)."""
+        factors = scratch.get("correction", NO_CORRECTION)
+        measured = count - CORRECTION_LAG
+        if measured >= 0 and measured % CORRECT_EVERY == 0:
+            new = _measurement(scratch, measured).get()
+            scratch.get("measured", {}).pop(measured, None)
+            if new is not None:
+                factors = tuple(0.5 * a + 0.5 * b for a, b in zip(factors, new, strict=True))
+                scratch["correction"] = factors
+        return factors
 
     def _held(self, faces: list[Face], state: EffectState) -> list[Face]:
         """Video: faces of tracks missing from this frame, kept for up to HOLD_FRAMES frames.
@@ -660,34 +852,39 @@ class SwapEffect:
                 held.append(last)
         return held
 
-    def _persist(
-        self, result: np.ndarray, origin: tuple[int, int], zone: np.ndarray, scratch: dict[str, Any]
-    ) -> np.ndarray:
+    def _persist(self, result: np.ndarray, plan: _Plan, scratch: dict[str, Any]) -> np.ndarray:
         """Video: blend in last frame's result, moved by the face's motion, where it still agrees.
 
         A motion-compensated temporal filter: what shimmers from frame to frame (resampling,
         a mesh point off by a pixel) averages out; where the picture really changed (the
         mouth opening, a hand coming in) the two frames disagree and this frame is kept.
+        ``result`` is the region at the working resolution (float32): its pixel ``(x, y)``
+        is the frame's ``plan.box[:2] + (x, y) / plan.scale``.
         """
-        motion = (scratch.get("template") or {}).get("motion")
+        motion, origin, scale = plan.motion, plan.box[:2], plan.scale
         last = scratch.get("result")
         scratch["result"] = None
         h, w = result.shape[:2]
         if last is not None and motion is not None:
-            prev, (px, py) = last
-            m = np.asarray(motion, np.float64).reshape(2, 3).copy()
-            # previous ROI pixels -> frame -> moved -> this ROI's pixels
-            m[:, 2] += m[:, :2] @ np.array([px, py], np.float64) - np.array(origin, np.float64)
+            prev, prev_origin, prev_scale = last
+            # previous region's pixels -> frame -> moved -> this region's pixels
+            m = np.eye(3)
+            m[:2] = np.asarray(motion, np.float64).reshape(2, 3)
+            to_frame = np.diag([1 / prev_scale[0], 1 / prev_scale[1], 1.0])
+            to_frame[:2, 2] = prev_origin
+            to_region = np.diag([scale[0], scale[1], 1.0])
+            to_region[:2, 2] = -np.asarray(origin, np.float64) * scale
+            m = (to_region @ m @ to_frame)[:2]
             moved = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             diff = cv2.absdiff(
                 cv2.cvtColor(moved, cv2.COLOR_RGB2GRAY), cv2.cvtColor(result, cv2.COLOR_RGB2GRAY)
             )
             _, agree = cv2.threshold(diff, 13, 1, cv2.THRESH_BINARY_INV)
-            weight = cv2.resize(zone.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-            weight = cv2.GaussianBlur(cv2.multiply(weight, agree, dtype=cv2.CV_32F), (5, 5), 0)
+            zone = plan.zone.astype(np.float32)
+            weight = cv2.GaussianBlur(cv2.multiply(zone, agree, dtype=cv2.CV_32F), (3, 3), 0)
             weight *= np.float32(self.options.persistence)
             result = cv2.blendLinear(moved, result, weight, 1.0 - weight)
-        scratch["result"] = (result, origin)
+        scratch["result"] = (result, origin, scale)
         return result
 
     def _steady(self, face: Face, scratch: dict[str, Any]) -> Face:
