@@ -138,7 +138,7 @@ def _mls_grid(
     return out
 
 
-_mls_grid_serial = nb.njit(cache=True)(_mls_grid.py_func)
+_mls_grid_serial = nb.njit(cache=True, nogil=True)(_mls_grid.py_func)
 
 
 def _mls(
