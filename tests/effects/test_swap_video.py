@@ -116,3 +116,50 @@ def test_a_face_lost_for_a_frame_or_two_does_not_pop(obama, analyzer, data_dir):
     assert np.array_equal(held[2], obama)
     back = effect.apply(obama, [face], state)
     assert np.abs(back.astype(int) - swapped[-1]).mean() < 0.5
+
+
+def test_the_two_halves_overlapping_in_threads_give_what_apply_gives(astronaut, data_dir):
+    """The video runtime runs SwapEffect.begin of a frame beside finish of the one before;
+    the output must not depend on that (corrections apply a fixed number of frames after
+    their measurement), so it equals a plain loop of apply, frame for frame."""
+    from portraitfx.effects import EffectState
+    from portraitfx.effects.swap.effect import CORRECT_EVERY, CORRECTION_LAG
+    from portraitfx.face.track import FaceTracker
+    from portraitfx.io.video import run_stages
+
+    n = CORRECT_EVERY + CORRECTION_LAG + 4  # a correction is measured, then applied
+    head = np.ascontiguousarray(astronaut[10:330, 60:380])
+    frames = list(clips.iter_moving_crop_frames(head, n, size=(256, 256), pan=0.05, zoom=0.05, roll_deg=3))
+    effect = fx.create_effect("swap", source=data_dir / "obama.jpg", provenance=False)
+    preparer = effect.template_preparer()
+    analysed = []
+    with FaceTracker(4, smooth=effect.smooth_landmarks) as tracker:
+        for i, frame in enumerate(frames):
+            faces = tracker.update(frame, i / 30)
+            analysed.append((frame, faces, [preparer.prepare_face(frame, f) for f in faces]))
+
+    def with_arrays(state, faces, extras):
+        for face, arrays in zip(faces, extras, strict=True):
+            state.for_face(face)["template"] = arrays
+
+    plain_state = EffectState()
+    plain = []
+    for frame, faces, extras in analysed:
+        with_arrays(plain_state, faces, extras)
+        plain.append(effect.apply(frame, faces, plain_state, mark=False))
+
+    state = EffectState()
+
+    def begin(item):
+        frame, faces, extras = item
+        with_arrays(state, faces, extras)
+        return effect.begin(frame, faces, state)
+
+    staged = list(run_stages(iter(analysed), [begin, lambda token: effect.finish(token)[0]], depth=3))
+    assert len(staged) == n
+    corrections = [sc.get("correction") for sc in plain_state.tracks.values()]
+    assert any(c is not None for c in corrections), "a correction was applied within the clip"
+    for k, (a, b) in enumerate(zip(plain, staged, strict=True)):
+        assert np.array_equal(a, b), f"frame {k} differs"
+    assert np.abs(plain[-1].astype(int) - frames[-1]).mean() > 1.0, "the face was swapped"
+    effect.close()

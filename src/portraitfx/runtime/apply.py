@@ -231,8 +231,9 @@ def _apply_video(
     smooth = bool(getattr(effect, "smooth_landmarks", True))
     tpl, use_extras = _resolve_template(effect, src, options, smooth, template, report)
     with contextlib.ExitStack() as stack:
-        # three stages, each in its own thread (see process_video): faces -> effect ->
-        # watermark; every stage sees the frames in order, so results do not change
+        # stages, each in its own thread (see process_video): faces -> effect (two halves
+        # when it has begin/finish) -> watermark; every stage sees the frames in order,
+        # so results do not change
         if tpl is None:
             tracker = stack.enter_context(make_tracker(tracker_settings(options, smooth)))
             # what the effect would take from a template, computed here in the analysis
