@@ -186,10 +186,15 @@ def test_auth(make_client, small_face_png, slow_effect):
     token = "s3cret-token-for-tests"
     with make_client(token=token, run_jobs=False) as c:
         assert c.get("/healthz").status_code == 200, "health needs no token"
-        for path in ("/v1/effects", "/v1/jobs", "/openapi.json", "/docs"):
+        for path in ("/v1/effects", "/v1/jobs"):
             r = c.get(path)
             assert_error(r, 401, "API token")
             assert r.headers["www-authenticate"] == "Bearer"
+        # the spec and Swagger UI are open, and the spec declares the token for "Authorize"
+        spec = c.get("/openapi.json").json()
+        assert spec["components"]["securitySchemes"]["apiToken"]["name"] == "X-API-Token"
+        assert {"bearer": []} in spec["security"]
+        assert "swagger" in c.get("/docs").text.lower()
         assert c.get("/v1/effects", headers={"Authorization": "Bearer wrong-token-123"}).status_code == 401
         assert c.get("/v1/effects", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         assert c.get("/v1/effects", headers={"X-API-Token": token}).status_code == 200

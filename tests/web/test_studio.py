@@ -296,3 +296,30 @@ def test_browser_applies_a_style_offline() -> None:
         demo.close()
         demo.studio.close()
     assert external == [], f"the page tried to reach the internet: {external}"
+
+
+def test_studio_mounted_in_the_api_server(tmp_path: Path) -> None:
+    """``portraitfx serve --studio``: one server, one port, one token for the API and the studio."""
+    from fastapi.testclient import TestClient
+
+    from portraitfx.server import ServerSettings, create_app
+    from portraitfx.web.studio import mount_studio
+
+    token = "sesame-123456"
+    app = create_app(ServerSettings(data_dir=tmp_path / "srv", token=token, run_jobs=False))
+    demo = mount_studio(app, "/studio", token=token, settings=StudioSettings(work_dir=tmp_path / "web"))
+    try:
+        with TestClient(app, follow_redirects=False) as client:
+            assert client.get("/studio/").status_code == 401
+            assert client.get("/v1/effects").status_code == 401
+            opened = client.get(f"/studio/?token={token}")
+            assert opened.status_code == 303 and opened.headers["location"] == "/studio/"
+            page = client.get("/studio/")
+            assert page.status_code == 200 and "portraitfx studio" in page.text
+            config = client.get("/studio/config")
+            assert config.status_code == 200 and "Apply" in config.text
+            effects = client.get("/v1/effects", headers={"X-API-Token": token})
+            assert effects.status_code == 200 and "stylize" in effects.text
+            assert client.get("/healthz").status_code == 200
+    finally:
+        demo.studio.close()  # type: ignore[attr-defined]

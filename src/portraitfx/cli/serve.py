@@ -51,6 +51,9 @@ def serve(
     log_level: str = typer.Option(
         "info", "--log-level", help="uvicorn log level (debug, info, warning, error)."
     ),
+    studio: bool = typer.Option(
+        False, "--studio", help="Also serve the web studio at /studio (same port, same token)."
+    ),
 ) -> int:
     """Serve the HTTP API: POST /v1/effects/NAME for images, /v1/jobs for videos (docs at /docs).
 
@@ -64,6 +67,8 @@ def serve(
       PORTRAITFX_API_TOKEN=$(openssl rand -hex 16) portraitfx serve --host 0.0.0.0 --port 8000
 
       curl -F image=@portrait.jpg -F style=pencil http://127.0.0.1:8000/v1/effects/stylize -o out.png
+
+      portraitfx serve --studio      # and the web studio at http://127.0.0.1:8000/studio/
     """
     from portraitfx.errors import ConfigError
 
@@ -96,13 +101,19 @@ def serve(
         max_video_bytes=int(max_video_mb * mb),
     )
     app = create_app(settings)
+    mounted = None
+    if studio:
+        from portraitfx.web.studio import mount_studio
+
+        mounted = mount_studio(app, "/studio", token=token or None)
     from portraitfx.server.app import lock_data_dir
 
     os.close(lock_data_dir(settings.root))  # fail now, in one line, if another server uses the folder
     shown = f"[{host}]" if ":" in host else host
     print(
         f"portraitfx API on http://{shown}:{port} (docs: /docs; data: {settings.root}"
-        f"{'; token required' if token else ''}); Ctrl+C stops it",
+        f"{'; token required' if token else ''}"
+        f"{'; studio: /studio/' + ('?token=...' if token else '') if studio else ''}); Ctrl+C stops it",
         file=sys.stderr,
     )
     config = uvicorn.Config(
@@ -115,5 +126,9 @@ def serve(
         server_header=False,
     )
     server = uvicorn.Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if mounted is not None:
+            mounted.studio.close()  # type: ignore[attr-defined]
     return 0 if server.started else 1

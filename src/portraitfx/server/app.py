@@ -1,6 +1,6 @@
 """The portraitfx HTTP API (FastAPI): effects on images, jobs for videos.
 
-Endpoints (all but ``/healthz`` need the token when one is set):
+Endpoints (all but ``/healthz``, ``/openapi.json`` and ``/docs`` need the token when one is set):
 
 * ``GET /healthz`` — liveness.
 * ``GET /v1/effects``, ``GET /v1/effects/{name}`` — effects, their options and uploads.
@@ -711,14 +711,28 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         """Liveness: answers as long as the server runs (no token needed)."""
         return Health(status="ok", version=__version__)
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[auth])
+    # The spec and its Swagger UI page are open even with a token (they hold nothing
+    # secret, and a browser could not send the token to fetch them); with a token the
+    # spec declares it, so the page's "Authorize" button sends it with every call.
+    @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
         spec = app.openapi()
         if prefix := _prefix(request):  # mounted inside another app
             spec = {**spec, "servers": [{"url": prefix}]}
+        if settings.token:
+            components = dict(spec.get("components", {}))
+            components["securitySchemes"] = {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Authorization: Bearer <token>",
+                },
+                "apiToken": {"type": "apiKey", "in": "header", "name": "X-API-Token"},
+            }
+            spec = {**spec, "components": components, "security": [{"bearer": []}, {"apiToken": []}]}
         return JSONResponse(spec)
 
-    @app.get("/docs", include_in_schema=False, dependencies=[auth])
+    @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url=f"{_prefix(request)}/openapi.json", title="portraitfx API")
 

@@ -57,6 +57,7 @@ __all__ = [
     "build_studio",
     "check_host",
     "launch",
+    "mount_studio",
 ]
 
 log = logging.getLogger(__name__)
@@ -945,6 +946,50 @@ def launch(
             demo.studio.close()  # type: ignore[attr-defined]
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+    return demo
+
+
+def mount_studio(
+    app: Any,
+    path: str = "/studio",
+    *,
+    token: str | None = None,
+    settings: StudioSettings | None = None,
+) -> gr.Blocks:
+    """Serve the studio inside another FastAPI app (e.g. the HTTP API's) at ``path``.
+
+    ``portraitfx serve --studio`` does this, so one server on one port offers both.
+    With ``token``, the studio's pages need it as the API's endpoints do (open
+    ``PATH/?token=TOKEN`` once; a cookie carries it after that).
+
+    Returns:
+        The mounted :class:`gradio.Blocks`; close its ``studio`` when the app stops.
+    """
+    from starlette.routing import Mount
+
+    settings = settings or StudioSettings()
+    demo = build_studio(settings)
+    gr.mount_gradio_app(
+        app,
+        demo,
+        path=path,
+        footer_links=["settings"],
+        show_error=False,
+        ssr_mode=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        max_file_size=settings.max_file_size,
+        theme=_theme(),
+        css=CSS,
+    )
+    if token is not None:
+        for route in app.router.routes:
+            if isinstance(route, Mount) and route.path == path.rstrip("/"):
+                route.app = TokenGate(route.app, token=token, cookie="portraitfx-studio")
+                break
+        else:  # pragma: no cover - gradio changed how it mounts
+            demo.studio.close()  # type: ignore[attr-defined]
+            raise RuntimeError(f"the studio was not mounted at {path}; cannot protect it with the token")
     return demo
 
 
