@@ -118,3 +118,44 @@ def test_live_swap_is_watermarked(clip, tmp_path, data_dir):
     effect.close()
     assert stats.frames_shown >= 8
     assert detect_watermark_frames(f.image for f in VideoReader(out)).found
+
+
+def test_virtual_camera_sink(clip, monkeypatch):
+    """The machine has no virtual camera device: without pyvirtualcam the error is one
+    clear line; with a stand-in module (the package's documented Camera API) the
+    processed frames reach it at the source's size and rate."""
+    import sys
+    import types
+
+    from portraitfx.errors import ConfigError
+    from portraitfx.runtime.live import VirtualCameraSink
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # not installed
+    with pytest.raises(ConfigError, match="needs the 'pyvirtualcam' package"):
+        VirtualCameraSink((320, 240))
+
+    sent, opened = [], {}
+
+    class Camera:
+        def __init__(self, width, height, fps, **kw):
+            if width % 2:
+                raise RuntimeError("odd width\nnot supported")
+            opened.update(width=width, height=height, fps=fps)
+
+        def send(self, frame):
+            assert frame.flags["C_CONTIGUOUS"] and frame.dtype == np.uint8
+            sent.append(frame.copy())
+
+        def close(self):
+            opened["closed"] = True
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=Camera))
+    with pytest.raises(ConfigError, match="no virtual camera device: odd width not supported"):
+        VirtualCameraSink((321, 240))
+    sink = VirtualCameraSink((320, 240), fps=30)
+    stats = LiveSession(FileSource(clip, realtime=False), [("tint", _Slow(tint=40))], [sink]).run()
+    assert opened == {"width": 320, "height": 240, "fps": 30, "closed": True}
+    assert len(sent) == stats.frames_shown > 0
+    assert sent[0].shape == (240, 320, 3)
+    first = next(iter(VideoReader(clip))).image
+    assert sent[0].astype(int).mean() > first.astype(int).mean() + 20, "the effect's frames were sent"
