@@ -20,6 +20,7 @@ from portraitfx.cli import demo as demo_cmd
 from portraitfx.cli import live as live_cmd
 from portraitfx.cli import serve as serve_cmd
 from portraitfx.cli import style as style_cmd
+from portraitfx.cli import stylegan as stylegan_cmd
 from portraitfx.cli import stylize as stylize_cmd
 from portraitfx.cli import swap as swap_cmd
 from portraitfx.cli import verify as verify_cmd
@@ -42,6 +43,7 @@ app.command("verify")(verify_cmd.verify)
 app.command("batch")(batch_cmd.batch)
 app.command("live")(live_cmd.live)
 app.add_typer(style_cmd.app, name="style")
+app.add_typer(stylegan_cmd.app, name="stylegan")
 app.command("demo")(demo_cmd.demo)
 app.command("serve")(serve_cmd.serve)
 app.command("web")(web_cmd.web)

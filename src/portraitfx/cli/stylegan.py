@@ -1,0 +1,165 @@
+"""``portraitfx stylegan``: make, sample and fuse StyleGAN2 generators (needs the ``train`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="stylegan",
+    help="StyleGAN2 generators: create one, sample a contact sheet, fuse a face model with a style model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _torch() -> Any:
+    from portraitfx.errors import ConfigError
+
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - the train extra is missing
+        raise ConfigError("StyleGAN commands need PyTorch: pip install 'portraitfx[train]'") from None
+    return torch
+
+
+def grid(images: Any, columns: int | None = None, pad: int = 2) -> Any:
+    """``(n, h, w, 3)`` uint8 images as one contact sheet (``columns`` per row)."""
+    import math
+
+    import numpy as np
+
+    n, h, w, c = images.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 24, np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        sheet[
+            pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
+        ] = img
+    return sheet
+
+
+@app.command("init")
+def init(
+    output: Path = typer.Option(..., "--output", "-o", help="The new generator (.safetensors)."),
+    resolution: int = typer.Option(64, "--resolution", "-r", help="Output side: a power of two, 8-1024."),
+    channel_base: int = typer.Option(32768, "--channel-base", help="Widths: min(base / res, max)."),
+    channel_max: int = typer.Option(512, "--channel-max", help="Widest layer."),
+    z_dim: int = typer.Option(512, "--z-dim", help="Latent size (z and w)."),
+    mapping_layers: int = typer.Option(8, "--mapping-layers", help="Depth of the mapping network."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights."),
+) -> int:
+    """Create a randomly initialised generator (the start of a training run, or a test model).
+
+    Example:
+
+      portraitfx stylegan init -r 64 --channel-base 1024 --channel-max 64 --z-dim 64 -o tiny.safetensors
+    """
+    torch = _torch()
+    from portraitfx.train.stylegan import Generator, GeneratorConfig, save_generator
+
+    cfg = GeneratorConfig(
+        resolution=resolution,
+        z_dim=z_dim,
+        w_dim=z_dim,
+        mapping_layers=mapping_layers,
+        channel_base=channel_base,
+        channel_max=channel_max,
+    )
+    torch.manual_seed(seed)
+    generator = Generator(cfg)
+    path = save_generator(output, generator, extra={"made_by": "portraitfx stylegan init", "seed": seed})
+    params = sum(p.numel() for p in generator.parameters())
+    typer.echo(
+        f"wrote {path}: {resolution}x{resolution}, {params / 1e6:.2f} M parameters, {cfg.num_ws} styles"
+    )
+    return 0
+
+
+@app.command("sample")
+def sample(
+    model: Path = typer.Argument(..., help="A generator (.safetensors)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Contact sheet to write (PNG or JPEG)."),
+    n: int = typer.Option(16, "-n", min=1, max=1024, help="How many images."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the latents."),
+    truncation: float = typer.Option(
+        1.0, "--truncation", "-t", min=0.0, max=1.0, help="Pull toward the average face (0..1)."
+    ),
+) -> int:
+    """Render ``n`` images from seeded latents into one contact sheet.
+
+    Example:
+
+      portraitfx stylegan sample face.safetensors -n 16 -t 0.7 -o samples.png
+    """
+    _torch()
+    from portraitfx.io.images import save_image
+    from portraitfx.train.stylegan import load_generator
+
+    generator = load_generator(model)
+    images = generator.sample(n, seed=seed, truncation=truncation)
+    path = save_image(output, grid(images), inputs=[model])
+    typer.echo(
+        f"wrote {path}: {n} samples at {generator.cfg.resolution}px (seed {seed}, truncation {truncation})"
+    )
+    return 0
+
+
+@app.command("fuse")
+def fuse(
+    face: Path = typer.Argument(..., help="The face (base) generator: low resolutions, shape and layout."),
+    style: Path = typer.Argument(
+        ..., help="The style generator fine-tuned from it: high resolutions, texture."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="The fused generator (.safetensors)."),
+    schedule: str = typer.Option(
+        "sigmoid:16",
+        "--schedule",
+        "-s",
+        help="Style share per resolution: swap:RES, sigmoid:RES[:OCTAVES], linear:SHARE or layers:S4,S8,...",
+    ),
+    preview: Path | None = typer.Option(
+        None, "--preview", help="Also write a sheet: rows face / style / fused for the same latents."
+    ),
+    n: int = typer.Option(6, "-n", min=1, max=64, help="Latents on the preview."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the preview's latents."),
+) -> int:
+    """Blend two generators of the same shape resolution by resolution (layer swapping).
+
+    The result is a generator like any other: fuse it again to chain styles.
+
+    Example:
+
+      portraitfx stylegan fuse face.safetensors toon.safetensors -s swap:32 -o fused.safetensors --preview fused.png
+    """
+    _torch()
+    import numpy as np
+
+    from portraitfx.io.images import save_image
+    from portraitfx.train.stylegan import fuse_generators, load_generator, parse_schedule, save_generator
+
+    g_face, g_style = load_generator(face), load_generator(style)
+    shares = parse_schedule(schedule, g_face.cfg.resolution)
+    fused = fuse_generators(g_face, g_style, shares)
+    path = save_generator(
+        output,
+        fused,
+        extra={
+            "made_by": "portraitfx stylegan fuse",
+            "face": face.name,
+            "style": style.name,
+            "schedule": schedule,
+        },
+    )
+    typer.echo(f"wrote {path}: style share " + ", ".join(f"{r}px {t:.2f}" for r, t in shares.items()))
+    if preview is not None:
+        rows = [g.sample(n, seed=seed) for g in (g_face, g_style, fused)]
+        sheet = save_image(preview, grid(np.concatenate(rows), columns=n), inputs=[face, style])
+        typer.echo(f"wrote {sheet}: rows face, style, fused")
+    return 0
