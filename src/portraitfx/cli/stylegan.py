@@ -163,3 +163,82 @@ def fuse(
         sheet = save_image(preview, grid(np.concatenate(rows), columns=n), inputs=[face, style])
         typer.echo(f"wrote {sheet}: rows face, style, fused")
     return 0
+
+
+@app.command("train")
+def train(
+    data: Path = typer.Argument(..., help="Folder of training images (centre-cropped square, resized)."),
+    run: Path = typer.Option(..., "--output", "-o", help="Run folder: checkpoint, generator, samples, log."),
+    kimg: float = typer.Option(
+        10.0, "--kimg", min=0.001, help="Train until this many thousand images were shown."
+    ),
+    resolution: int = typer.Option(64, "--resolution", "-r", help="Image side: a power of two, 8-1024."),
+    batch: int = typer.Option(8, "--batch", min=2, help="Images per step."),
+    channel_base: int = typer.Option(2048, "--channel-base", help="Widths: min(base / res, max)."),
+    channel_max: int = typer.Option(128, "--channel-max", help="Widest layer."),
+    z_dim: int = typer.Option(64, "--z-dim", help="Latent size (z and w)."),
+    mapping_layers: int = typer.Option(4, "--mapping-layers", help="Depth of the mapping network."),
+    augment: str = typer.Option("ada", "--augment", help="'ada' (adaptive), 'off', or a fixed probability."),
+    resume: Path | None = typer.Option(
+        None, "--resume", help="Start from a generator (transfer learning) or a run's checkpoint."
+    ),
+    freeze_g: int = typer.Option(
+        0, "--freeze-g", min=0, help="Generator resolutions (from 4 px up) kept fixed."
+    ),
+    freeze_d: int = typer.Option(
+        0, "--freeze-d", min=0, help="Discriminator resolutions (from the input) kept fixed."
+    ),
+    snapshot_kimg: float = typer.Option(
+        1.0, "--snapshot-kimg", min=0.001, help="Checkpoint and samples every N kimg."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> int:
+    """Train a StyleGAN2-ADA generator on a folder of images (CPU here; resumable).
+
+    Running it again on the same run folder continues from its checkpoint.
+
+    Examples:
+
+      portraitfx stylegan train faces/ -o runs/face -r 64 --kimg 200
+
+      portraitfx stylegan train toons/ -o runs/toon --resume runs/face/generator.safetensors --freeze-d 2 --kimg 20
+    """
+    _torch()
+    from portraitfx.train.stylegan.train import Trainer, TrainOptions, load_image_folder
+
+    checkpoint = run / "checkpoint.safetensors"
+    if resume is None and checkpoint.is_file():
+        from safetensors import safe_open
+
+        from portraitfx.train.stylegan.train import options_from_dict
+
+        with safe_open(str(checkpoint), framework="pt") as fh:
+            import json
+
+            options = options_from_dict(json.loads((fh.metadata() or {})["options"]))
+        resume = checkpoint
+        typer.echo(f"resuming {checkpoint}")
+    else:
+        options = TrainOptions(
+            resolution=resolution,
+            z_dim=z_dim,
+            mapping_layers=mapping_layers,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            batch=batch,
+            augment=augment,
+            freeze_g=freeze_g,
+            freeze_d=freeze_d,
+            seed=seed,
+        )
+    images = load_image_folder(data, options.resolution)
+    trainer = Trainer(images, options, resume=resume)
+    state = trainer.train(kimg, run, snapshot_kimg=snapshot_kimg, progress=not quiet)
+    last = state.history[-1] if state.history else {}
+    typer.echo(
+        f"trained to {state.images / 1000:.3f} kimg in {state.seconds:.0f} s "
+        f"(loss G {last.get('loss_g', float('nan')):.3f}, D {last.get('loss_d', float('nan')):.3f}, "
+        f"augment p {state.p:.3f}); {run / 'generator.safetensors'}"
+    )
+    return 0
