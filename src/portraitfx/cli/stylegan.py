@@ -303,3 +303,47 @@ def invert(
         f"wrote {output}: PSNR {psnr(result.image, target):.1f} dB after {steps} steps in {seconds:.1f} s ({space})"
     )
     return 0
+
+
+@app.command("pairs")
+def pairs(
+    face: Path = typer.Option(..., "--face", help="The face generator."),
+    style: Path = typer.Option(
+        ..., "--style", help="The style (or fused) generator sharing its latent space."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder: face/, style/, manifest.jsonl."),
+    n: int = typer.Option(1000, "-n", min=0, help="Sampled pairs."),
+    truncation: float = typer.Option(
+        0.7, "--truncation", "-t", min=0.0, max=1.0, help="Pull toward the average face."
+    ),
+    interpolate: int = typer.Option(
+        0, "--interpolate", min=0, help="Extra pairs between each two consecutive latents."
+    ),
+    latents: list[Path] = typer.Option(
+        [], "--latents", help="Latents of inverted photos (from 'invert'); repeatable."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sampled latents."),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="Spread the work over this many Ray workers (0: here)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> int:
+    """Render the same latents through a face and a style generator: aligned training pairs.
+
+    Each pair depends only on its index: run it again to resume, or raise -n to add more.
+
+    Example:
+
+      portraitfx stylegan pairs --face face.safetensors --style fused.safetensors -n 10000 --interpolate 1 -o pairs/
+    """
+    _torch()
+    from portraitfx.train.stylegan import load_generator
+    from portraitfx.train.stylegan.pairs import PairJob, generate_pairs
+
+    job = PairJob(
+        n=n, seed=seed, truncation=truncation, interpolate=interpolate, latents=tuple(str(p) for p in latents)
+    )
+    g_face, g_style = load_generator(face), load_generator(style)
+    written = generate_pairs(g_face, g_style, output, job, progress=not quiet, workers=workers)
+    typer.echo(f"wrote {written} pairs ({job.total - written} were already there) to {output}")
+    return 0
