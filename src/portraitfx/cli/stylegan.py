@@ -347,3 +347,50 @@ def pairs(
     written = generate_pairs(g_face, g_style, output, job, progress=not quiet, workers=workers)
     typer.echo(f"wrote {written} pairs ({job.total - written} were already there) to {output}")
     return 0
+
+
+@app.command("fid")
+def fid_command(
+    model: Path = typer.Option(..., "--model", "-m", help="The generator (.safetensors)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Folder of real images (aligned face crops) to compare with."
+    ),
+    n: int = typer.Option(500, "-n", min=2, help="Generated images (and at most this many real ones)."),
+    features: str = typer.Option(
+        "identity",
+        "--features",
+        help="'identity' (dlib face descriptors, offline) or an ONNX network file (e.g. Inception-v3).",
+    ),
+    truncation: float = typer.Option(
+        1.0, "--truncation", "-t", min=0.0, max=1.0, help="Truncation of the samples."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the samples."),
+) -> int:
+    """Fréchet distance between a generator's samples and a folder of real images (lower is better).
+
+    Also prints the samples' and the data's clarity (sum of Laplacian magnitudes per pixel).
+
+    Example:
+
+      portraitfx stylegan fid -m runs/face/generator.safetensors --data faces/ -n 1000
+    """
+    _torch()
+    import numpy as np
+
+    from portraitfx.metrics import IdentityFeatures, OnnxFeatures, clarity, fid
+    from portraitfx.train.stylegan import load_generator
+    from portraitfx.train.stylegan.train import load_image_folder
+
+    generator = load_generator(model)
+    real_t = load_image_folder(data, generator.cfg.resolution, limit=n)
+    real = ((real_t.permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    fake = generator.sample(n, seed=seed, truncation=truncation)
+    extractor = IdentityFeatures() if features == "identity" else OnnxFeatures(features)
+    value = fid(real, fake, extractor)
+    sharp_fake = float(np.mean([clarity(im) for im in fake]))
+    sharp_real = float(np.mean([clarity(im) for im in real]))
+    typer.echo(
+        f"FID ({features}): {value:.4f}  ({len(fake)} samples vs {len(real)} images; "
+        f"clarity {sharp_fake:.2f} vs {sharp_real:.2f})"
+    )
+    return 0
