@@ -263,17 +263,23 @@ def _apply_video(
         holds = bool(getattr(effect, "holds_faces", False))  # it may keep a face lost for a frame
         split_mark = bool(marker) and "mark" in inspect.signature(effect.apply).parameters
 
-        def run_effect(item: tuple) -> tuple:
-            frame, faces, extras = item
+        def prepare(frame, faces: list, extras: list | None) -> bool:
+            """Hand each face's template arrays to its state; False when there is nothing to do."""
             state.frame_index = frame.index
             if not faces and not (holds and state.tracks):
-                return frame.image, False
+                return False
             for face, arrays in zip(faces, extras or [None] * len(faces), strict=True):
                 scratch = state.for_face(face)
                 if arrays:
                     scratch["template"] = arrays
                 else:  # never last frame's arrays
                     scratch.pop("template", None)
+            return True
+
+        def run_effect(item: tuple) -> tuple:
+            frame, faces, extras = item
+            if not prepare(frame, faces, extras):
+                return frame.image, False
             if split_mark:
                 return effect.apply(frame.image, faces, state, mark=False), True  # type: ignore[call-arg]
             return effect.apply(frame.image, faces, state), False
@@ -296,15 +302,8 @@ def _apply_video(
             # gets its own stage, so the halves of consecutive frames run at once
             def begin(item: tuple) -> tuple:
                 frame, faces, extras = item
-                state.frame_index = frame.index
-                if not faces and not (holds and state.tracks):
+                if not prepare(frame, faces, extras):
                     return frame.image, None
-                for face, arrays in zip(faces, extras or [None] * len(faces), strict=True):
-                    scratch = state.for_face(face)
-                    if arrays:
-                        scratch["template"] = arrays
-                    else:  # never last frame's arrays
-                        scratch.pop("template", None)
                 return frame.image, effect.begin(frame.image, faces, state)  # type: ignore[attr-defined]
 
             def finish(item: tuple) -> tuple:

@@ -167,13 +167,8 @@ def project(
 
 def load_target(path: str, resolution: int) -> torch.Tensor:
     """An image file as a ``(1, 3, R, R)`` target (centre-cropped square, resized)."""
-    import cv2
-
     from portraitfx.io.images import load_image
+    from portraitfx.train.stylegan.train import square
 
-    img = load_image(path)
-    h, w = img.shape[:2]
-    s = min(h, w)
-    img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    img = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
+    img = square(load_image(path), resolution)
     return torch.from_numpy(img.astype(np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]

@@ -138,12 +138,20 @@ def path_length(
 # --------------------------------------------------------------------------- data
 
 
+def square(image: np.ndarray, resolution: int) -> np.ndarray:
+    """The centre square of ``image``, resized to ``resolution`` px (area average)."""
+    import cv2
+
+    h, w = image.shape[:2]
+    s = min(h, w)
+    crop = image[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
+    return cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)
+
+
 def load_image_folder(
     folder: str | os.PathLike[str], resolution: int, limit: int | None = None
 ) -> torch.Tensor:
     """Every image in ``folder`` (not recursive), centre-cropped square and resized, as ``N x 3 x R x R`` in [-1, 1]."""
-    import cv2
-
     from portraitfx.io.images import load_image
 
     root = Path(folder)
@@ -154,14 +162,7 @@ def load_image_folder(
     )
     if limit is not None:
         names = names[:limit]
-    out = []
-    for p in names:
-        img = load_image(p)
-        h, w = img.shape[:2]
-        s = min(h, w)
-        img = img[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-        img = cv2.resize(img, (resolution, resolution), interpolation=cv2.INTER_AREA)
-        out.append(img)
+    out = [square(load_image(p), resolution) for p in names]
     if len(out) < 2:
         raise InputError(f"'{root}' holds {len(out)} usable images; training needs at least 2")
     arr = np.stack(out).astype(np.float32) / 127.5 - 1.0
