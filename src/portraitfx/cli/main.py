@@ -16,6 +16,7 @@ import typer
 from portraitfx._version import __version__
 from portraitfx.cli import analyze as analyze_cmd
 from portraitfx.cli import batch as batch_cmd
+from portraitfx.cli import convert as convert_cmd
 from portraitfx.cli import demo as demo_cmd
 from portraitfx.cli import live as live_cmd
 from portraitfx.cli import serve as serve_cmd
@@ -44,6 +45,7 @@ app.command("batch")(batch_cmd.batch)
 app.command("live")(live_cmd.live)
 app.add_typer(style_cmd.app, name="style")
 app.add_typer(stylegan_cmd.app, name="stylegan")
+app.add_typer(convert_cmd.app, name="convert")
 app.command("demo")(demo_cmd.demo)
 app.command("serve")(serve_cmd.serve)
 app.command("web")(web_cmd.web)
