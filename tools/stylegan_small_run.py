@@ -84,10 +84,10 @@ def main() -> int:
 
     import torch
 
-    from portraitfx.cli.stylegan import grid
     from portraitfx.io.images import save_image
     from portraitfx.metrics import IdentityFeatures, clarity, fid
     from portraitfx.train.stylegan import fuse_generators
+    from portraitfx.train.stylegan.networks import grid
     from portraitfx.train.stylegan.pairs import PairJob, generate_pairs
     from portraitfx.train.stylegan.train import Trainer, TrainOptions
 

@@ -27,24 +27,6 @@ def _torch() -> Any:
     return torch
 
 
-def grid(images: Any, columns: int | None = None, pad: int = 2) -> Any:
-    """``(n, h, w, 3)`` uint8 images as one contact sheet (``columns`` per row)."""
-    import math
-
-    import numpy as np
-
-    n, h, w, c = images.shape
-    cols = columns or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 24, np.uint8)
-    for i, img in enumerate(images):
-        r, k = divmod(i, cols)
-        sheet[
-            pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
-        ] = img
-    return sheet
-
-
 @app.command("init")
 def init(
     output: Path = typer.Option(..., "--output", "-o", help="The new generator (.safetensors)."),
@@ -101,6 +83,7 @@ def sample(
     _torch()
     from portraitfx.io.images import save_image
     from portraitfx.train.stylegan import load_generator
+    from portraitfx.train.stylegan.networks import grid
 
     generator = load_generator(model)
     images = generator.sample(n, seed=seed, truncation=truncation)
@@ -143,6 +126,7 @@ def fuse(
 
     from portraitfx.io.images import save_image
     from portraitfx.train.stylegan import fuse_generators, load_generator, parse_schedule, save_generator
+    from portraitfx.train.stylegan.networks import grid
 
     g_face, g_style = load_generator(face), load_generator(style)
     shares = parse_schedule(schedule, g_face.cfg.resolution)
@@ -209,14 +193,9 @@ def train(
 
     checkpoint = run / "checkpoint.safetensors"
     if resume is None and checkpoint.is_file():
-        from safetensors import safe_open
+        from portraitfx.train.stylegan.train import read_run_options
 
-        from portraitfx.train.stylegan.train import options_from_dict
-
-        with safe_open(str(checkpoint), framework="pt") as fh:
-            import json
-
-            options = options_from_dict(json.loads((fh.metadata() or {})["options"]))
+        options = read_run_options(checkpoint)
         resume = checkpoint
         typer.echo(f"resuming {checkpoint}")
     else:

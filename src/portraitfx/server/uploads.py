@@ -313,20 +313,15 @@ async def read_form(
                 "truncated_body",
                 "the request body ended before the multipart data did (a cut-off upload?)",
             )
-    except TimeoutError:
+    except BaseException as err:
+        # whatever stopped the upload, nothing it wrote stays on disk
         collector.close_file()
         collector.form.cleanup()
-        raise FormError(408, "upload_timeout", f"the upload took longer than {timeout:g} s") from None
-    except ClientDisconnect:
-        collector.close_file()
-        collector.form.cleanup()
-        raise FormError(400, "disconnected", "the client disconnected during the upload") from None
-    except MultipartParseError as err:
-        collector.close_file()
-        collector.form.cleanup()
-        raise FormError(400, "bad_multipart", f"the multipart body is malformed ({err})") from None
-    except BaseException:
-        collector.close_file()
-        collector.form.cleanup()
+        if isinstance(err, TimeoutError):
+            raise FormError(408, "upload_timeout", f"the upload took longer than {timeout:g} s") from None
+        if isinstance(err, ClientDisconnect):
+            raise FormError(400, "disconnected", "the client disconnected during the upload") from None
+        if isinstance(err, MultipartParseError):
+            raise FormError(400, "bad_multipart", f"the multipart body is malformed ({err})") from None
         raise
     return collector.form

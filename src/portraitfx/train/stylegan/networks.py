@@ -46,6 +46,8 @@ __all__ = [
     "MappingNetwork",
     "ModulatedConv2d",
     "downsample2d",
+    "grid",
+    "to_uint8",
     "upsample2d",
 ]
 
@@ -517,3 +519,17 @@ def to_uint8(img: torch.Tensor) -> np.ndarray:
     """``N x 3 x H x W`` in ``[-1, 1]`` -> ``N x H x W x 3`` uint8."""
     x = ((img.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def grid(images: np.ndarray, columns: int | None = None, pad: int = 2) -> np.ndarray:
+    """``(n, h, w, 3)`` uint8 images as one contact sheet (``columns`` per row)."""
+    n, h, w, c = images.shape
+    cols = columns or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    sheet = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 24, np.uint8)
+    for i, img in enumerate(images):
+        r, k = divmod(i, cols)
+        sheet[
+            pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w
+        ] = img
+    return sheet

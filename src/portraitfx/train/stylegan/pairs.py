@@ -19,6 +19,7 @@ real-time student of seed 000, the hair editor of seed 001):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -61,10 +62,16 @@ def _sample_w(face: Generator, seed: int, truncation: float) -> torch.Tensor:
     return face.mapping(z, truncation=truncation)
 
 
-def pair_latents(face: Generator, job: PairJob, index: int) -> tuple[torch.Tensor, dict[str, object]]:
-    """The ``ws`` of pair ``index`` and its manifest record (a pure function of the index)."""
+@functools.lru_cache(maxsize=64)
+def _inverted_ws(path: str) -> torch.Tensor:
+    """The ``ws`` of an inverted photo, read once per process (every pair that uses it asks again)."""
     from portraitfx.models.load import load_safetensors
 
+    return load_safetensors(path)["ws"].float()
+
+
+def pair_latents(face: Generator, job: PairJob, index: int) -> tuple[torch.Tensor, dict[str, object]]:
+    """The ``ws`` of pair ``index`` and its manifest record (a pure function of the index)."""
     base = job.n + len(job.latents)
 
     def base_w(i: int) -> tuple[torch.Tensor, dict[str, object]]:
@@ -76,7 +83,7 @@ def pair_latents(face: Generator, job: PairJob, index: int) -> tuple[torch.Tenso
                 "truncation": job.truncation,
             }
         path = job.latents[i - job.n]
-        ws = load_safetensors(path)["ws"].float()
+        ws = _inverted_ws(path)
         if ws.shape[1:] != (face.cfg.num_ws, face.cfg.w_dim):
             raise ConfigError(f"'{path}' holds latents of another generator shape: {tuple(ws.shape)}")
         return ws[:1], {"kind": "inverted", "source": Path(path).name}

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
 from portraitfx.train.stylegan.augment import AdaptiveAugment, augment
-from portraitfx.train.stylegan.networks import Discriminator, Generator, GeneratorConfig, to_uint8
+from portraitfx.train.stylegan.networks import Discriminator, Generator, GeneratorConfig, grid
 
 __all__ = ["TrainOptions", "Trainer", "load_image_folder", "path_length", "r1_penalty"]
 
@@ -218,9 +218,7 @@ class Trainer:
         if options.augment not in ("ada", "off"):
             self.ada.p = float(options.augment)
         self.rng = torch.Generator().manual_seed(options.seed)
-        self._resume_kind: str | None = None
-        if resume is not None:
-            self._resume(resume)
+        tensors = self._resume(resume) if resume is not None else None
         self._freeze()
         g_ratio = options.pl_every / (options.pl_every + 1)
         d_ratio = options.r1_every / (options.r1_every + 1)
@@ -234,20 +232,18 @@ class Trainer:
             lr=options.lr * d_ratio,
             betas=(0.0, 0.99**d_ratio),
         )
-        if self._resume_kind == "run":
-            self._load_optimisers(resume)  # type: ignore[arg-type]
+        if tensors is not None:  # a run's checkpoint: the optimisers continue too
+            self._load_optimisers(tensors)
 
     # -- setup ------------------------------------------------------------------------
-    def _resume(self, path: str | os.PathLike[str]) -> None:
-        from safetensors import safe_open
-
+    def _resume(self, path: str | os.PathLike[str]) -> dict[str, torch.Tensor] | None:
+        """Load a generator (returns None) or a run's checkpoint (returns its tensors, for the optimisers)."""
         from portraitfx.models.load import load_safetensors
         from portraitfx.train.stylegan.checkpoint import KIND as GENERATOR_KIND
         from portraitfx.train.stylegan.checkpoint import read_config
 
         tensors = load_safetensors(path)
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
+        meta = _run_metadata(path)
         kind = meta.get("portraitfx")
         if kind == GENERATOR_KIND:
             cfg, _ = read_config(path)
@@ -258,11 +254,10 @@ class Trainer:
             state = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
             self.G.load_state_dict(state)
             self.G_ema.load_state_dict(state)
-            self._resume_kind = "generator"
-            return
+            return None
         if kind != KIND:
             raise ModelError(f"'{path}' is neither a StyleGAN generator nor a training checkpoint")
-        saved = TrainOptions(**json.loads(meta["options"]))
+        saved = options_from_dict(json.loads(meta["options"]))
         if saved.generator_config() != self.G.cfg:
             raise ModelError(f"'{path}' was trained with another network shape: {saved.generator_config()}")
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D)):
@@ -272,11 +267,9 @@ class Trainer:
         self.ada.p = self.state.p
         self.rng.set_state(tensors["rng.cpu"])
         torch.set_rng_state(tensors["rng.torch"])
-        self._resume_kind = "run"
-        self._tensors = tensors
+        return tensors
 
-    def _load_optimisers(self, path: str | os.PathLike[str]) -> None:
-        tensors = self._tensors
+    def _load_optimisers(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             sd = opt.state_dict()
             params = sd["param_groups"][0]["params"]
@@ -291,7 +284,6 @@ class Trainer:
                     }
             sd["state"] = state
             opt.load_state_dict(sd)
-        del self._tensors
 
     def _freeze(self) -> None:
         o = self.options
@@ -445,7 +437,6 @@ class Trainer:
             self.state.history.append(line)
             self.save(folder / "checkpoint.safetensors")
             save_generator(folder / "generator.safetensors", self.G_ema, extra={"kimg": line["kimg"]})
-            from portraitfx.cli.stylegan import grid
             from portraitfx.io.images import save_image
 
             imgs = self.G_ema.sample(samples, seed=self.options.seed, noise_mode="const")
@@ -477,8 +468,16 @@ def options_from_dict(data: dict[str, Any]) -> TrainOptions:
     return TrainOptions(**{k: v for k, v in data.items() if k in known})
 
 
-def sample_grid(generator: Generator, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` samples of ``generator`` as ``(n, R, R, 3)`` uint8 (const noise)."""
-    with torch.no_grad():
-        z = torch.randn(n, generator.cfg.z_dim, generator=torch.Generator().manual_seed(seed))
-        return to_uint8(generator(z, noise_mode="const"))
+def _run_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        return fh.metadata() or {}
+
+
+def read_run_options(path: str | os.PathLike[str]) -> TrainOptions:
+    """The :class:`TrainOptions` a run's checkpoint was trained with."""
+    meta = _run_metadata(path)
+    if meta.get("portraitfx") != KIND or "options" not in meta:
+        raise ModelError(f"'{path}' is not a portraitfx StyleGAN training checkpoint")
+    return options_from_dict(json.loads(meta["options"]))
