@@ -176,20 +176,32 @@ def train(
         1.0, "--snapshot-kimg", min=0.001, help="Checkpoint and samples every N kimg."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:1, ... (default: this process's GPU if any, else the CPU)."
+    ),
+    precision: str = typer.Option(
+        "fp32", "--precision", help="fp32, or bf16 / fp16 mixed precision for the main passes."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> int:
-    """Train a StyleGAN2-ADA generator on a folder of images (CPU here; resumable).
+    """Train a StyleGAN2-ADA generator on a folder of images (resumable; one or many processes).
 
-    Running it again on the same run folder continues from its checkpoint.
+    Running it again on the same run folder continues from its checkpoint. Under
+    torchrun the batch is split over the processes (one per GPU); process 0 writes
+    the run folder.
 
     Examples:
 
       portraitfx stylegan train faces/ -o runs/face -r 64 --kimg 200
 
       portraitfx stylegan train toons/ -o runs/toon --resume runs/face/generator.safetensors --freeze-d 2 --kimg 20
+
+      torchrun --standalone --nproc_per_node=8 -m portraitfx stylegan train ffhq/ -o runs/ffhq -r 1024 --batch 32 --channel-base 32768 --channel-max 512 --z-dim 512 --mapping-layers 8 --precision bf16 --kimg 25000
     """
     _torch()
-    from portraitfx.train.stylegan.train import Trainer, TrainOptions, load_image_folder
+    from portraitfx.train.stylegan.train import Trainer, TrainOptions, init_distributed, load_image_folder
+
+    rank, _world = init_distributed()
 
     checkpoint = run / "checkpoint.safetensors"
     if resume is None and checkpoint.is_file():
@@ -197,7 +209,8 @@ def train(
 
         options = read_run_options(checkpoint)
         resume = checkpoint
-        typer.echo(f"resuming {checkpoint}")
+        if rank == 0:
+            typer.echo(f"resuming {checkpoint}")
     else:
         options = TrainOptions(
             resolution=resolution,
@@ -212,8 +225,10 @@ def train(
             seed=seed,
         )
     images = load_image_folder(data, options.resolution)
-    trainer = Trainer(images, options, resume=resume)
+    trainer = Trainer(images, options, resume=resume, device=device, precision=precision)
     state = trainer.train(kimg, run, snapshot_kimg=snapshot_kimg, progress=not quiet)
+    if rank != 0:
+        return 0
     last = state.history[-1] if state.history else {}
     typer.echo(
         f"trained to {state.images / 1000:.3f} kimg in {state.seconds:.0f} s "

@@ -22,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from portraitfx.train.stylegan.networks import current_shard
+
 __all__ = ["AdaptiveAugment", "augment"]
 
 
@@ -53,7 +55,13 @@ def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
 def geometric_matrix(
     n: int, p: float, device: torch.device, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """``(n, 3, 3)`` matrices in normalised coordinates ([-1, 1]), each step applied with probability ``p``."""
+    """``(n, 3, 3)`` matrices in normalised coordinates ([-1, 1]), each step applied with probability ``p``.
+
+    Inside :func:`~portraitfx.train.stylegan.networks.batch_shard` the draws cover the
+    whole batch and this process's share is returned.
+    """
+    rank, world = current_shard()
+    n = n * world
 
     # random numbers are drawn on the CPU (where the run's generator lives), then moved
     def rand(*shape: int) -> torch.Tensor:
@@ -78,7 +86,7 @@ def geometric_matrix(
     m = m @ _rotation(gate((rand(n) * 2 - 1) * math.pi, 0.0))
     a = gate(torch.exp2(randn(n) * 0.2), 1.0)
     m = m @ _scale(a, 1 / a)
-    return m
+    return m[rank::world]
 
 
 def warp(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -89,7 +97,8 @@ def warp(images: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
 def colour(images: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Brightness, contrast and saturation, each applied with probability ``p``."""
-    n = images.shape[0]
+    rank, world = current_shard()
+    n = images.shape[0] * world
     device = images.device
 
     def randn() -> torch.Tensor:
@@ -97,7 +106,7 @@ def colour(images: torch.Tensor, p: float, generator: torch.Generator | None = N
 
     def gate(values: torch.Tensor, neutral: float) -> torch.Tensor:
         keep = torch.rand(n, generator=generator).to(device) < p
-        return torch.where(keep, values, torch.full_like(values, neutral))[:, None, None, None]
+        return torch.where(keep, values, torch.full_like(values, neutral))[rank::world, None, None, None]
 
     brightness = gate(randn() * 0.2, 0.0)
     contrast = gate(torch.exp2(randn() * 0.5), 1.0)
@@ -110,13 +119,15 @@ def colour(images: torch.Tensor, p: float, generator: torch.Generator | None = N
 
 
 def augment(images: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The whole pipeline at probability ``p`` (``p == 0`` returns ``images`` itself)."""
+    """The whole pipeline at probability ``p`` (``p == 0`` returns ``images`` itself); fp32 under autocast too."""
     if p <= 0:
         return images
-    m = geometric_matrix(images.shape[0], p, images.device, generator)
-    if not torch.allclose(m, torch.eye(3, device=images.device).expand_as(m)):
-        images = warp(images, m)
-    return colour(images, p, generator)
+    with torch.autocast(images.device.type, enabled=False):
+        images = images.float()
+        m = geometric_matrix(images.shape[0], p, images.device, generator)
+        if not torch.allclose(m, torch.eye(3, device=images.device).expand_as(m)):
+            images = warp(images, m)
+        return colour(images, p, generator)
 
 
 class AdaptiveAugment:

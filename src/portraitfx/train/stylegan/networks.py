@@ -27,8 +27,11 @@ Tensors are ``N x C x H x W`` in ``[-1, 1]`` (images) as everywhere in ``train``
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -45,6 +48,9 @@ __all__ = [
     "GeneratorConfig",
     "MappingNetwork",
     "ModulatedConv2d",
+    "batch_randn",
+    "batch_shard",
+    "current_shard",
     "downsample2d",
     "grid",
     "to_uint8",
@@ -53,6 +59,40 @@ __all__ = [
 
 NoiseMode = Literal["random", "const", "none"]
 _LRELU_GAIN = math.sqrt(2.0)
+_SHARD: contextvars.ContextVar[tuple[int, int]] = contextvars.ContextVar("stylegan_shard", default=(0, 1))
+
+
+@contextlib.contextmanager
+def batch_shard(rank: int, world: int) -> Iterator[None]:
+    """Inside, per-sample random draws (noise inputs, augmentations) cover ``world`` times the batch; this rank keeps its share.
+
+    Data-parallel training splits a batch over processes by stride (process ``r`` has
+    samples ``r, r + world, ...``). Drawing every sample's noise on every process,
+    from generators seeded alike, gives each sample the noise it would get in a
+    single process: the split changes nothing but the speed.
+    """
+    if not 0 <= rank < world:
+        raise ConfigError(f"rank {rank} is not within a world of {world}")
+    token = _SHARD.set((rank, world))
+    try:
+        yield
+    finally:
+        _SHARD.reset(token)
+
+
+def current_shard() -> tuple[int, int]:
+    """``(rank, world)`` set by :func:`batch_shard` (``(0, 1)`` outside it)."""
+    return _SHARD.get()
+
+
+def batch_randn(
+    n: int, *shape: int, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """``randn(n, *shape)`` from the global generator, this process's share within :func:`batch_shard`."""
+    rank, world = _SHARD.get()
+    if world == 1:
+        return torch.randn(n, *shape, device=device, dtype=dtype)
+    return torch.randn(n * world, *shape, device=device, dtype=dtype)[rank::world]
 
 
 # --------------------------------------------------------------------------- config
@@ -284,10 +324,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: NoiseMode = "random") -> torch.Tensor:
         x = self.conv(x, w)
         if noise_mode == "random":
-            x = (
-                x
-                + torch.randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype)
-                * self.noise_strength
+            x = x + batch_randn(x.shape[0], 1, *x.shape[2:], device=x.device, dtype=x.dtype) * (
+                self.noise_strength
             )
         elif noise_mode == "const":
             x = x + self.noise_const * self.noise_strength

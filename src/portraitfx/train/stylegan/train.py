@@ -18,6 +18,19 @@ fusion), sample sheets and ``log.jsonl``.
 Transfer learning (``resume`` a generator or a run): start from a base model's
 weights; ``freeze_g`` keeps that many generator resolutions from 4 px up fixed, and
 ``freeze_d`` that many discriminator resolutions from the input down (FreezeD).
+
+**Devices and precision.** ``device`` is any torch device (CUDA when present by
+default); ``precision="bf16"`` or ``"fp16"`` runs the main G and D passes under
+autocast (fp16 with a gradient scaler), the regularisers stay in fp32.
+
+**Several processes** (``torchrun --nproc_per_node=N -m portraitfx stylegan train``):
+``options.batch`` is the whole batch, split by stride over the processes (process
+``r`` takes samples ``r, r + N, ...``). Every process draws every sample's random
+numbers from generators seeded alike and keeps its share, gradients are averaged
+over the processes before each optimiser step, and the few statistics (``w``'s
+running mean, the path-length mean, ADA's ``r_t``, the logged losses) are averaged
+too, so N processes compute what one process computes with the same batch, up to
+floating-point rounding. Process 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -37,9 +50,25 @@ import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
 from portraitfx.train.stylegan.augment import AdaptiveAugment, augment
-from portraitfx.train.stylegan.networks import Discriminator, Generator, GeneratorConfig, grid
+from portraitfx.train.stylegan.networks import (
+    Discriminator,
+    Generator,
+    GeneratorConfig,
+    batch_randn,
+    batch_shard,
+    grid,
+)
 
-__all__ = ["TrainOptions", "Trainer", "load_image_folder", "path_length", "r1_penalty"]
+__all__ = [
+    "TrainOptions",
+    "Trainer",
+    "init_distributed",
+    "load_image_folder",
+    "path_length",
+    "r1_penalty",
+]
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 KIND = "stylegan2-run"
 
@@ -129,7 +158,7 @@ def path_length(
     ws = ws.detach().requires_grad_(True) if not ws.requires_grad else ws
     images = synthesis(ws)
     if noise is None:
-        noise = torch.randn_like(images)
+        noise = batch_randn(images.shape[0], *images.shape[1:], device=images.device, dtype=images.dtype)
     noise = noise / math.sqrt(images.shape[2] * images.shape[3])
     (grads,) = torch.autograd.grad((images * noise).sum(), ws, create_graph=True)
     return grads.square().sum(dim=2).mean(dim=1).sqrt()
@@ -169,6 +198,46 @@ def load_image_folder(
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+# --------------------------------------------------------------------------- processes
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes in the environment; ``(rank, world)``.
+
+    Outside ``torchrun`` (no ``WORLD_SIZE``, or 1) nothing happens and ``(0, 1)`` is
+    returned. NCCL when this process has a GPU, Gloo otherwise.
+    """
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to train on: the given one (checked), else this process's GPU, else the CPU."""
+    if device is None:
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"'{device}' is not a device (cpu, cuda, cuda:1, mps, ...)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for, but this machine has no CUDA GPU PyTorch can use")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device '{device}' asked for, but there are {torch.cuda.device_count()} GPUs")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device 'mps' asked for, but Metal is not available here")
+    return dev
+
+
 # --------------------------------------------------------------------------- trainer
 
 
@@ -187,14 +256,26 @@ class Trainer:
     """A StyleGAN2-ADA training run over an in-memory image set.
 
     Args:
-        data: ``N x 3 x R x R`` float in [-1, 1] (see :func:`load_image_folder`).
+        data: ``N x 3 x R x R`` float in [-1, 1] (see :func:`load_image_folder`); it stays
+            where it is (the CPU) and each batch moves to ``device``.
         options: :class:`TrainOptions` (its resolution must match ``data``).
         resume: a generator file (transfer learning: G and its EMA copy start from it)
             or a run's ``checkpoint.safetensors`` (continue exactly where it stopped).
+        device: where the networks run (default: this process's GPU if any, else the CPU).
+        precision: ``"fp32"``, ``"bf16"`` or ``"fp16"`` for the main passes.
+        distributed: split the batch over the process group (default: when one is
+            initialised, see :func:`init_distributed`).
     """
 
     def __init__(
-        self, data: torch.Tensor, options: TrainOptions, resume: str | os.PathLike[str] | None = None
+        self,
+        data: torch.Tensor,
+        options: TrainOptions,
+        resume: str | os.PathLike[str] | None = None,
+        *,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
+        distributed: bool | None = None,
     ) -> None:
         if (
             data.ndim != 4
@@ -205,6 +286,20 @@ class Trainer:
             raise ConfigError(
                 f"data must be N x 3 x {options.resolution} x {options.resolution}, got {tuple(data.shape)}"
             )
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        import torch.distributed as dist
+
+        if distributed is None:
+            distributed = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        if options.batch % self.world or (options.pl_weight > 0 and max(options.batch // 2, 1) % self.world):
+            raise ConfigError(
+                f"batch {options.batch} does not split over {self.world} processes "
+                f"(it must be a multiple of {2 * self.world})"
+            )
+        self.device = _resolve_device(device)
+        self.precision = precision
         self.options = options
         self.data = data
         self.state = _State()
@@ -214,6 +309,11 @@ class Trainer:
         self.D = Discriminator(cfg)
         self.G_ema = Generator(cfg).eval().requires_grad_(False)
         self.G_ema.load_state_dict(self.G.state_dict())
+        for net in (self.G, self.D, self.G_ema):
+            net.to(self.device)
+        fp16 = precision == "fp16"
+        self.scaler_G = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_D = torch.amp.GradScaler(self.device.type, enabled=fp16)
         self.ada = AdaptiveAugment(options.ada_target, options.ada_kimg)
         if options.augment not in ("ada", "off"):
             self.ada.p = float(options.augment)
@@ -267,6 +367,8 @@ class Trainer:
         self.ada.p = self.state.p
         self.rng.set_state(tensors["rng.cpu"])
         torch.set_rng_state(tensors["rng.torch"])
+        if self.device.type == "cuda" and "rng.cuda" in tensors:
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         return tensors
 
     def _load_optimisers(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -301,22 +403,79 @@ class Trainer:
                     p.requires_grad_(False)
 
     # -- one step ---------------------------------------------------------------------
+    def _share(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's samples of a whole-batch draw (by stride), on the device."""
+        return x[self.rank :: self.world].to(self.device)
+
     def _reals(self) -> torch.Tensor:
         idx = torch.randint(0, self.data.shape[0], (self.options.batch,), generator=self.rng)
+        flip = torch.rand(self.options.batch, generator=self.rng) < 0.5 if self.options.mirror else None
+        idx = idx[self.rank :: self.world]
         x = self.data[idx]
-        if self.options.mirror:
-            flip = torch.rand(self.options.batch, generator=self.rng) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        return x
+        if flip is not None:
+            x = torch.where(flip[self.rank :: self.world, None, None, None], x.flip(3), x)
+        return x.to(self.device)
 
     def _aug(self, x: torch.Tensor) -> torch.Tensor:
         return augment(x, self.ada.p, self.rng) if self.options.augment != "off" else x
 
     def _z(self, n: int) -> torch.Tensor:
-        return torch.randn(n, self.options.z_dim, generator=self.rng)
+        """``n`` latents for the whole batch; this process's share."""
+        return self._share(torch.randn(n, self.options.z_dim, generator=self.rng))
+
+    def _autocast(self) -> Any:
+        dtype = PRECISIONS[self.precision]
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _mean(self, *values: float | torch.Tensor) -> list[float]:
+        """Scalars averaged over the processes (one collective for all of them)."""
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._comm_device)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(t)
+            t /= self.world
+        return t.tolist()
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if self.device.type == "cuda" else torch.device("cpu")
+
+    def _sync_grads(self, net: torch.nn.Module) -> None:
+        """Average the trainable parameters' gradients over the processes (one flat all-reduce)."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        params = [p for p in net.parameters() if p.requires_grad]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def _track_w(self, ws: torch.Tensor) -> None:
+        """Move the generator's running mean of ``w`` toward this batch's (all processes')."""
+        mapping = self.G.mapping
+        mean = ws[:, 0].detach().float().mean(0)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            mean = mean.to(self._comm_device)
+            dist.all_reduce(mean)
+            mean = (mean / self.world).to(self.device)
+        with torch.no_grad():
+            mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
 
     def step(self) -> dict[str, float]:
         """One minibatch: G, (G reg), D, (D reg), EMA, ADA. Returns the losses."""
+        with batch_shard(self.rank, self.world):
+            return self._step()
+
+    def _step(self) -> dict[str, float]:
         o, s = self.options, self.state
         t0 = time.perf_counter()
         logs: dict[str, float] = {}
@@ -324,39 +483,46 @@ class Trainer:
         self.G.requires_grad_(True)
         self._freeze()
         self.D.requires_grad_(False)
-        fake = self.G(self._z(o.batch), update_w_avg=True)
-        loss_g = F.softplus(-self.D(self._aug(fake))).mean()
         self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
+        with self._autocast():
+            ws = self.G.mapping(self._z(o.batch))
+            self._track_w(ws)
+            loss_g = F.softplus(-self.D(self._aug(self.G.synthesis(ws)))).float().mean()
+        self.scaler_G.scale(loss_g).backward()
         logs["loss_g"] = float(loss_g.detach())
         if o.pl_weight > 0 and s.step % o.pl_every == 0:
-            n = max(o.batch // 2, 1)
-            ws = self.G.mapping(self._z(n))
+            ws = self.G.mapping(self._z(max(o.batch // 2, 1)))
             lengths = path_length(lambda w: self.G.synthesis(w), ws)
-            mean = s.pl_mean + o.pl_decay * (float(lengths.detach().mean()) - s.pl_mean)
+            (batch_mean,) = self._mean(lengths.detach().mean())
+            mean = s.pl_mean + o.pl_decay * (batch_mean - s.pl_mean)
             s.pl_mean = mean
             penalty = (lengths - mean).square().mean() * o.pl_weight * o.pl_every
-            penalty.backward()
-            logs["pl"] = float(lengths.detach().mean())
-        self.opt_G.step()
+            self.scaler_G.scale(penalty).backward()
+            logs["pl"] = batch_mean
+        self._sync_grads(self.G)
+        self.scaler_G.step(self.opt_G)
+        self.scaler_G.update()
         # D main
         self.D.requires_grad_(True)
         self._freeze()
-        reals = self._reals()
-        with torch.no_grad():
-            fake = self.G(self._z(o.batch))
-        real_logits = self.D(self._aug(reals))
-        fake_logits = self.D(self._aug(fake))
-        loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
         self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
+        reals = self._reals()
+        with self._autocast():
+            with torch.no_grad():
+                fake = self.G(self._z(o.batch))
+            real_logits = self.D(self._aug(reals)).float()
+            fake_logits = self.D(self._aug(fake)).float()
+            loss_d = F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+        self.scaler_D.scale(loss_d).backward()
         self.ada.observe(real_logits)
         logs["loss_d"] = float(loss_d.detach())
         if o.gamma > 0 and s.step % o.r1_every == 0:
             r1 = r1_penalty(lambda x: self.D(self._aug(x)), reals)
-            (r1.mean() * (o.gamma / 2) * o.r1_every).backward()
+            self.scaler_D.scale(r1.mean() * (o.gamma / 2) * o.r1_every).backward()
             logs["r1"] = float(r1.detach().mean())
-        self.opt_D.step()
+        self._sync_grads(self.D)
+        self.scaler_D.step(self.opt_D)
+        self.scaler_D.update()
         # EMA generator
         with torch.no_grad():
             beta = o.ema_beta
@@ -367,9 +533,15 @@ class Trainer:
         s.step += 1
         s.images += o.batch
         if o.augment == "ada" and s.step % o.ada_interval == 0:
+            if self.world > 1:  # r_t over every process's logits
+                total, count = self._mean(self.ada._sum, self.ada._count)
+                self.ada._sum, self.ada._count = total * self.world, round(count * self.world)
             s.rt = self.ada.update(o.batch * o.ada_interval)
         s.p = self.ada.p
         s.seconds += time.perf_counter() - t0
+        if self.world > 1:
+            keys = sorted(k for k in logs if k != "pl")
+            logs.update(zip(keys, self._mean(*(logs[k] for k in keys)), strict=True))
         logs.update(p=s.p, rt=s.rt)
         return logs
 
@@ -380,14 +552,17 @@ class Trainer:
 
         tensors: dict[str, torch.Tensor] = {}
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D)):
-            tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
+            tensors.update({prefix + k: v.detach().cpu() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
             for idx, st in opt.state_dict()["state"].items():
                 for key in ("step", "exp_avg", "exp_avg_sq"):
                     value = st[key]
-                    tensors[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+                    value = value if torch.is_tensor(value) else torch.tensor(value)
+                    tensors[f"{name}.{idx}.{key}"] = value.detach().cpu()
         tensors["rng.cpu"] = self.rng.get_state()
         tensors["rng.torch"] = torch.get_rng_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "portraitfx": KIND,
             "options": json.dumps(asdict(self.options), sort_keys=True),
@@ -408,14 +583,15 @@ class Trainer:
         """Train until ``kimg`` thousand images have been shown in total (a resumed run counts on).
 
         With ``run_dir``: a checkpoint, the EMA generator, a sample sheet and a log line
-        every ``snapshot_kimg``, and at the end.
+        every ``snapshot_kimg``, and at the end (written by process 0 only).
         """
         from tqdm import tqdm
 
         from portraitfx.train.stylegan.checkpoint import save_generator
 
         target = int(kimg * 1000)
-        folder = Path(run_dir) if run_dir is not None else None
+        writer = self.rank == 0
+        folder = Path(run_dir) if run_dir is not None and writer else None
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
         next_snap = (self.state.images // max(int(snapshot_kimg * 1000), 1) + 1) * int(snapshot_kimg * 1000)
@@ -423,18 +599,18 @@ class Trainer:
             total=target,
             initial=min(self.state.images, target),
             unit="img",
-            disable=not progress,
+            disable=not (progress and writer),
             leave=False,
         )
         totals: dict[str, float] = {}
         count = 0
 
         def snapshot() -> None:
-            if folder is None:
-                return
             line = {"kimg": self.state.images / 1000, "seconds": round(self.state.seconds, 2)}
             line.update({k: round(v / max(count, 1), 5) for k, v in totals.items()})
             self.state.history.append(line)
+            if folder is None:
+                return
             self.save(folder / "checkpoint.safetensors")
             save_generator(folder / "generator.safetensors", self.G_ema, extra={"kimg": line["kimg"]})
             from portraitfx.io.images import save_image
