@@ -253,7 +253,12 @@ def invert(
     space: str = typer.Option(
         "w+", "--space", help="'w' (one latent, more editable) or 'w+' (one per layer)."
     ),
-    steps: int = typer.Option(500, "--steps", min=1, help="Optimisation steps."),
+    steps: int = typer.Option(
+        500, "--steps", min=0, help="Optimisation steps (0 with --encoder: its latents as they are)."
+    ),
+    encoder: Path | None = typer.Option(
+        None, "--encoder", "-e", help="Start from this encoder's latents (see 'train-encoder')."
+    ),
     features: Path | None = typer.Option(
         None,
         "--features",
@@ -261,11 +266,13 @@ def invert(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> int:
-    """Find the latents with which the generator draws IMAGE (optimisation-based projection).
+    """Find the latents with which the generator draws IMAGE (projection, optionally from an encoder).
 
-    Example:
+    Examples:
 
       portraitfx stylegan invert face.png -m face.safetensors -o inverted.png --latents face-w.safetensors
+
+      portraitfx stylegan invert face.png -m face.safetensors -e encoder.safetensors --steps 100 -o inverted.png
     """
     _torch()
     import time
@@ -282,7 +289,20 @@ def invert(
     target = load_target(str(image), generator.cfg.resolution)
     feats = VGGFeatures.from_file(features) if features is not None else None
     t0 = time.perf_counter()
-    result = project(generator, target, space=space, steps=steps, features=feats, progress=not quiet)  # type: ignore[arg-type]
+    init = None
+    if encoder is not None:
+        from portraitfx.train.invert.encoder import encode, load_encoder
+
+        init = encode(load_encoder(encoder, generator)[0], target)
+    result = project(
+        generator,
+        target,
+        space=space,  # type: ignore[arg-type]
+        steps=steps,
+        features=feats,
+        init=init,
+        progress=not quiet,
+    )
     seconds = time.perf_counter() - t0
     sheet = np.concatenate([to_uint8(target)[0], to_uint8(result.image)[0]], axis=1)
     save_image(output, sheet, inputs=[image, model])
@@ -293,9 +313,110 @@ def invert(
         save_safetensors(
             latents, tensors, {"portraitfx": "stylegan2-latents", "space": space}, inputs=[image, model]
         )
+    start = "from the encoder, " if encoder is not None else ""
     typer.echo(
-        f"wrote {output}: PSNR {psnr(result.image, target):.1f} dB after {steps} steps in {seconds:.1f} s ({space})"
+        f"wrote {output}: PSNR {psnr(result.image, target):.1f} dB {start}after {steps} steps "
+        f"in {seconds:.1f} s ({space})"
     )
+    return 0
+
+
+@app.command("train-encoder")
+def train_encoder(
+    model: Path = typer.Argument(..., help="The generator to invert (.safetensors)."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="The encoder (.safetensors); run again to continue training it."
+    ),
+    steps: int = typer.Option(5000, "--steps", min=1, help="Train until this many steps in total."),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder of real photos (aligned face crops) mixed into each batch."
+    ),
+    real_fraction: float = typer.Option(
+        0.5, "--real-fraction", min=0.0, max=1.0, help="Share of each batch from --data."
+    ),
+    batch: int = typer.Option(8, "--batch", min=1, help="Images per step."),
+    lr: float = typer.Option(1e-3, "--lr", min=0.0, help="Adam learning rate."),
+    delta_weight: float = typer.Option(
+        2e-3, "--delta-weight", min=0.0, help="Keeps the latents near W (e4e's offset regulariser)."
+    ),
+    progressive: int = typer.Option(
+        200,
+        "--progressive-every",
+        min=0,
+        help="Steps between switching on each layer's offset (0: all at once).",
+    ),
+    channel_base: int = typer.Option(2048, "--channel-base", help="Encoder widths: min(base / res, max)."),
+    channel_max: int = typer.Option(128, "--channel-max", help="Widest encoder layer."),
+    features: Path | None = typer.Option(
+        None,
+        "--features",
+        help="VGG16 feature weights (safetensors) for the perceptual loss [default: built-in].",
+    ),
+    preview: Path | None = typer.Option(
+        None, "--preview", help="Also write a sheet: images (top) and their reconstructions (bottom)."
+    ),
+    snapshot_every: int = typer.Option(500, "--snapshot-every", min=1, help="Save every N steps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the run."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> int:
+    """Train an encoder that inverts MODEL's images in one pass (e4e-style W+ with offsets kept small).
+
+    It learns from images the generator draws (whose latents it knows) and, with
+    --data, from real photos. Use it with 'invert --encoder' (alone or to start a
+    projection) and 'pairs --encoder --photos'.
+
+    Example:
+
+      portraitfx stylegan train-encoder face.safetensors --data crops/ --steps 20000 -o encoder.safetensors --preview enc.png
+    """
+    _torch()
+    import numpy as np
+    import torch
+
+    from portraitfx.io.images import save_image
+    from portraitfx.train.invert import VGGFeatures, psnr
+    from portraitfx.train.invert.encoder import EncoderOptions, EncoderTrainer, encode
+    from portraitfx.train.stylegan import load_generator
+    from portraitfx.train.stylegan.networks import grid, to_uint8
+    from portraitfx.train.stylegan.train import load_image_folder
+
+    generator = load_generator(model)
+    reals = load_image_folder(data, generator.cfg.resolution) if data is not None else None
+    feats = VGGFeatures.from_file(features) if features is not None else None
+    options = EncoderOptions(
+        batch=batch,
+        lr=lr,
+        delta_weight=delta_weight,
+        progressive_every=progressive,
+        real_fraction=real_fraction,
+        channel_base=channel_base,
+        channel_max=channel_max,
+        seed=seed,
+    )
+    resume = output if output.is_file() else None
+    trainer = EncoderTrainer(generator, options, reals=reals, features=feats, resume=resume)
+    if resume is not None:
+        typer.echo(f"resuming {output} at step {trainer.step_count}")
+    history = trainer.train(steps, output, snapshot_every=snapshot_every, progress=not quiet)
+    trainer.save(output)
+    # held-out check: images drawn from latents the training never saw
+    with torch.no_grad():
+        z = torch.randn(8, generator.cfg.z_dim, generator=torch.Generator().manual_seed(10_000 + seed))
+        images = generator.synthesis(generator.mapping(z), noise_mode="const")
+        if reals is not None:
+            images = torch.cat([images[:4], reals[:4]])
+        recon = generator.synthesis(encode(trainer.E, images), noise_mode="const")
+    score = float(np.mean([psnr(recon[i : i + 1], images[i : i + 1]) for i in range(len(images))]))
+    last = history[-1] if history else {}
+    typer.echo(
+        f"wrote {output}: step {trainer.step_count}, held-out PSNR {score:.1f} dB "
+        f"(pixel loss {last.get('pixel', float('nan')):.4f}, offsets {last.get('delta', float('nan')):.3f})"
+    )
+    if preview is not None:
+        sheet = grid(np.concatenate([to_uint8(images), to_uint8(recon)]), columns=len(images))
+        typer.echo(
+            f"wrote {save_image(preview, sheet, inputs=[model])}: images (top), reconstructions (bottom)"
+        )
     return 0
 
 
@@ -316,6 +437,12 @@ def pairs(
     latents: list[Path] = typer.Option(
         [], "--latents", help="Latents of inverted photos (from 'invert'); repeatable."
     ),
+    photos: Path | None = typer.Option(
+        None, "--photos", help="Folder of photos to invert with --encoder and render as pairs too."
+    ),
+    encoder: Path | None = typer.Option(
+        None, "--encoder", "-e", help="The encoder for --photos (see 'train-encoder')."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled latents."),
     workers: int = typer.Option(
         0, "--workers", min=0, help="Spread the work over this many Ray workers (0: here)."
@@ -325,19 +452,28 @@ def pairs(
     """Render the same latents through a face and a style generator: aligned training pairs.
 
     Each pair depends only on its index: run it again to resume, or raise -n to add more.
+    With --photos and --encoder, each photo is inverted once (its latents kept in
+    OUTPUT/latents/) and rendered after the sampled pairs.
 
-    Example:
+    Examples:
 
       portraitfx stylegan pairs --face face.safetensors --style fused.safetensors -n 10000 --interpolate 1 -o pairs/
+
+      portraitfx stylegan pairs --face face.safetensors --style fused.safetensors -n 0 --photos crops/ -e encoder.safetensors -o pairs/
     """
     _torch()
+    from portraitfx.errors import ConfigError
     from portraitfx.train.stylegan import load_generator
-    from portraitfx.train.stylegan.pairs import PairJob, generate_pairs
+    from portraitfx.train.stylegan.pairs import PairJob, encode_photos, generate_pairs
 
+    if (photos is None) != (encoder is None):
+        raise ConfigError("--photos and --encoder go together (the encoder inverts the photos)")
+    g_face, g_style = load_generator(face), load_generator(style)
+    if photos is not None and encoder is not None:
+        latents = [*latents, *encode_photos(g_face, encoder, photos, output / "latents")]
     job = PairJob(
         n=n, seed=seed, truncation=truncation, interpolate=interpolate, latents=tuple(str(p) for p in latents)
     )
-    g_face, g_style = load_generator(face), load_generator(style)
     written = generate_pairs(g_face, g_style, output, job, progress=not quiet, workers=workers)
     typer.echo(f"wrote {written} pairs ({job.total - written} were already there) to {output}")
     return 0

@@ -89,6 +89,7 @@ def project(
     noise_ramp: float = 0.75,
     w_samples: int = 2000,
     optimise_noise: bool = True,
+    init: torch.Tensor | None = None,
     seed: int = 0,
     progress: bool = False,
 ) -> Projection:
@@ -96,14 +97,20 @@ def project(
 
     ``features``: a callable returning a list of feature maps (compared with a
     normalised L2 distance); ``None`` uses :func:`portraitfx.train.invert.features.pyramid_features`.
+    ``init``: ``(1, num_ws, w_dim)`` latents to start from (e.g. an encoder's) instead
+    of the average ``w``; ``steps=0`` then returns them as they are.
     """
     if space not in ("w", "w+"):
         raise ConfigError(f"space must be 'w' or 'w+', got {space!r}")
     res = generator.cfg.resolution
     if target.ndim != 4 or target.shape[0] != 1 or tuple(target.shape[1:]) != (3, res, res):
         raise ConfigError(f"target must be (1, 3, {res}, {res}), got {tuple(target.shape)}")
-    if steps < 1:
-        raise ConfigError("steps must be >= 1")
+    if steps < 0 or (steps == 0 and init is None):
+        raise ConfigError("steps must be >= 1 (0 only when starting from given latents)")
+    if init is not None and tuple(init.shape) != (1, generator.cfg.num_ws, generator.cfg.w_dim):
+        raise ConfigError(
+            f"init latents must be (1, {generator.cfg.num_ws}, {generator.cfg.w_dim}), got {tuple(init.shape)}"
+        )
     if features is None:
         from portraitfx.train.invert.features import pyramid_features
 
@@ -119,11 +126,17 @@ def project(
         w_std = float(((w_all - w_avg).square().sum(1).mean()) ** 0.5)
         target_feats = [f.detach() for f in features(target)]
     num_ws = g.cfg.num_ws
-    w_opt = (w_avg[:, None].repeat(1, num_ws, 1) if space == "w+" else w_avg.clone()).requires_grad_(True)
+    if init is not None:
+        start = init.detach().to(device)
+        w_opt = (start.clone() if space == "w+" else start.mean(1)).requires_grad_(True)
+    else:
+        w_opt = (w_avg[:, None].repeat(1, num_ws, 1) if space == "w+" else w_avg.clone()).requires_grad_(True)
     layers = _noise_layers(g)
     noise_maps = []
     for layer in layers.values():
-        n = torch.randn(layer.noise_const.shape, generator=gen).to(device)
+        # from given latents (an encoder's): the noise they were found with, else fresh noise
+        fresh = torch.randn(layer.noise_const.shape, generator=gen).to(device)
+        n = layer.noise_const.detach().clone() if init is not None else fresh
         layer.noise_const = n.requires_grad_(optimise_noise)
         noise_maps.append(layer.noise_const)
     params = [w_opt] + (noise_maps if optimise_noise else [])

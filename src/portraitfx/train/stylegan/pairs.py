@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from portraitfx.errors import ConfigError
+from portraitfx.errors import ConfigError, InputError
 from portraitfx.train.stylegan.networks import Generator, to_uint8
 
-__all__ = ["PairJob", "generate_pairs", "pair_latents"]
+__all__ = ["PairJob", "encode_photos", "generate_pairs", "pair_latents"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,35 @@ def _inverted_ws(path: str) -> torch.Tensor:
     from portraitfx.models.load import load_safetensors
 
     return load_safetensors(path)["ws"].float()
+
+
+def encode_photos(
+    face: Generator,
+    encoder: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+) -> list[Path]:
+    """Invert every photo in ``folder`` with an encoder; one latents file per photo in ``out`` (kept, reused)."""
+    from portraitfx.io.images import load_image
+    from portraitfx.models.load import save_safetensors
+    from portraitfx.train.invert.encoder import encode, load_encoder
+    from portraitfx.train.stylegan.train import image_files, square
+
+    names = image_files(folder)
+    if not names:
+        raise InputError(f"'{folder}' holds no photos")
+    paths = [Path(out) / f"{p.stem}.safetensors" for p in names]
+    todo = [i for i, p in enumerate(paths) if not p.is_file()]
+    if todo:
+        enc, _ = load_encoder(encoder, face)
+        crops = np.stack([square(load_image(names[i]), face.cfg.resolution) for i in todo])
+        images = torch.from_numpy(crops.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2)
+        ws = encode(enc, images)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        for k, i in enumerate(todo):
+            meta = {"portraitfx": "stylegan2-latents", "space": "w+", "source": names[i].name}
+            save_safetensors(paths[i], {"ws": ws[k : k + 1]}, meta)
+    return paths
 
 
 def pair_latents(face: Generator, job: PairJob, index: int) -> tuple[torch.Tensor, dict[str, object]]:

@@ -177,20 +177,25 @@ def square(image: np.ndarray, resolution: int) -> np.ndarray:
     return cv2.resize(crop, (resolution, resolution), interpolation=cv2.INTER_AREA)
 
 
+def image_files(folder: str | os.PathLike[str], limit: int | None = None) -> list[Path]:
+    """The images in ``folder`` (not recursive), sorted by name; at most ``limit``."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"image folder '{root}' is not a folder")
+    names = sorted(
+        p for p in root.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+    )
+    return names[:limit] if limit is not None else names
+
+
 def load_image_folder(
     folder: str | os.PathLike[str], resolution: int, limit: int | None = None
 ) -> torch.Tensor:
     """Every image in ``folder`` (not recursive), centre-cropped square and resized, as ``N x 3 x R x R`` in [-1, 1]."""
     from portraitfx.io.images import load_image
 
+    names = image_files(folder, limit)
     root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"training data '{root}' is not a folder")
-    names = sorted(
-        p for p in root.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-    )
-    if limit is not None:
-        names = names[:limit]
     out = [square(load_image(p), resolution) for p in names]
     if len(out) < 2:
         raise InputError(f"'{root}' holds {len(out)} usable images; training needs at least 2")
