@@ -194,3 +194,37 @@ def test_cli_train_writes_a_run_and_resumes_it(tmp_path, capsys):
         )
         == 0
     )
+
+
+def test_prepared_data_is_read_in_place_and_trains_like_the_folder(tmp_path, capsys):
+    from portraitfx.cli.main import main
+    from portraitfx.errors import InputError
+    from portraitfx.io.images import save_image
+    from portraitfx.train.stylegan.train import open_training_data
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i, img in enumerate(_blobs(6, 16)):
+        save_image(data / f"{i}.png", ((img.permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8))
+    npy = tmp_path / "data16.npy"
+    assert main(["stylegan", "prepare-data", str(data), "-r", "16", "-o", str(npy), "-q"]) == 0
+    assert "6 images at 16 px" in capsys.readouterr().out
+    mapped = open_training_data(npy, 16)
+    assert isinstance(mapped, np.memmap) and mapped.shape == (6, 16, 16, 3)
+    loaded = open_training_data(data, 16)
+    assert np.array_equal(np.asarray(mapped), loaded)
+
+    # uint8 (memory-mapped) and float in-memory data give the same run
+    options = TrainOptions(**{**SMALL, "batch": 4})
+    floats = torch.from_numpy(loaded.astype(np.float32) / 127.5 - 1).permute(0, 3, 1, 2).contiguous()
+    a, b = Trainer(mapped, options, device="cpu"), Trainer(floats, options, device="cpu")
+    for _ in range(2):
+        a.step(), b.step()
+    for (k, va), vb in zip(a.G.state_dict().items(), b.G.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+
+    with pytest.raises(InputError, match="needs N x 32 x 32 x 3 uint8"):
+        open_training_data(npy, 32)
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="cannot read prepared data"):
+        open_training_data(tmp_path / "objects.npy", 16)  # pickled object arrays are refused

@@ -64,7 +64,9 @@ __all__ = [
     "Trainer",
     "init_distributed",
     "load_image_folder",
+    "open_training_data",
     "path_length",
+    "prepare_data",
     "r1_penalty",
 ]
 
@@ -203,6 +205,62 @@ def load_image_folder(
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
 
 
+def prepare_data(
+    folder: str | os.PathLike[str],
+    resolution: int,
+    output: str | os.PathLike[str],
+    *,
+    progress: bool = False,
+) -> Path:
+    """Crop and resize every image in ``folder`` once into an ``N x R x R x 3`` uint8 ``.npy`` file.
+
+    Training reads batches straight from it (memory-mapped), so a data set larger than
+    memory (FFHQ at 1024 px is 70,000 x 3 MiB = 206 GiB) trains without decoding a
+    PNG per sample per step. Written atomically.
+    """
+    from tqdm import tqdm
+
+    from portraitfx.io.images import load_image
+    from portraitfx.io.paths import atomic_output
+
+    names = image_files(folder)
+    if not names:
+        raise InputError(f"'{folder}' holds no images")
+    out = Path(output)
+    if out.suffix != ".npy":
+        raise ConfigError(f"prepared data is a .npy file, got '{out}'")
+    with atomic_output(out) as tmp:
+        arr = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(len(names), resolution, resolution, 3)
+        )
+        for i, name in enumerate(tqdm(names, unit="img", disable=not progress, leave=False)):
+            arr[i] = square(load_image(name), resolution)
+        arr.flush()
+        del arr
+    return out
+
+
+def open_training_data(path: str | os.PathLike[str], resolution: int) -> np.ndarray:
+    """Training images as ``N x R x R x 3`` uint8: a prepared ``.npy`` (memory-mapped) or a folder (loaded)."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".npy":
+        try:
+            arr = np.load(p, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise InputError(f"cannot read prepared data '{p}': {err}") from None
+        if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[1:] != (resolution, resolution, 3):
+            raise InputError(
+                f"'{p}' holds {arr.dtype} {tuple(arr.shape)}; this run needs N x {resolution} x {resolution} x 3 uint8"
+            )
+        return arr
+    from portraitfx.io.images import load_image
+
+    names = image_files(p)
+    if len(names) < 2:
+        raise InputError(f"'{p}' holds {len(names)} usable images; training needs at least 2")
+    return np.stack([square(load_image(n), resolution) for n in names])
+
+
 # --------------------------------------------------------------------------- processes
 
 
@@ -261,8 +319,10 @@ class Trainer:
     """A StyleGAN2-ADA training run over an in-memory image set.
 
     Args:
-        data: ``N x 3 x R x R`` float in [-1, 1] (see :func:`load_image_folder`); it stays
-            where it is (the CPU) and each batch moves to ``device``.
+        data: the training images: ``N x R x R x 3`` uint8 (see :func:`open_training_data`;
+            a memory-mapped array is read a batch at a time) or ``N x 3 x R x R`` float in
+            [-1, 1] (see :func:`load_image_folder`). It stays where it is (the CPU); each
+            batch moves to ``device``.
         options: :class:`TrainOptions` (its resolution must match ``data``).
         resume: a generator file (transfer learning: G and its EMA copy start from it)
             or a run's ``checkpoint.safetensors`` (continue exactly where it stopped).
@@ -274,7 +334,7 @@ class Trainer:
 
     def __init__(
         self,
-        data: torch.Tensor,
+        data: torch.Tensor | np.ndarray,
         options: TrainOptions,
         resume: str | os.PathLike[str] | None = None,
         *,
@@ -282,14 +342,14 @@ class Trainer:
         precision: str = "fp32",
         distributed: bool | None = None,
     ) -> None:
-        if (
-            data.ndim != 4
-            or data.shape[1] != 3
-            or data.shape[2] != options.resolution
-            or data.shape[3] != options.resolution
-        ):
+        r = options.resolution
+        if isinstance(data, np.ndarray):
+            ok = data.dtype == np.uint8 and data.ndim == 4 and data.shape[1:] == (r, r, 3)
+        else:
+            ok = data.ndim == 4 and tuple(data.shape[1:]) == (3, r, r)
+        if not ok or len(data) < 1:
             raise ConfigError(
-                f"data must be N x 3 x {options.resolution} x {options.resolution}, got {tuple(data.shape)}"
+                f"data must be N x {r} x {r} x 3 uint8 or N x 3 x {r} x {r} float, got {tuple(data.shape)}"
             )
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -308,10 +368,11 @@ class Trainer:
         self.options = options
         self.data = data
         self.state = _State()
-        torch.manual_seed(options.seed)
         cfg = options.generator_config()
-        self.G = Generator(cfg)
-        self.D = Discriminator(cfg)
+        with torch.random.fork_rng(devices=[]):  # the run's seed, without touching torch's global generator
+            torch.manual_seed(options.seed)
+            self.G = Generator(cfg)
+            self.D = Discriminator(cfg)
         self.G_ema = Generator(cfg).eval().requires_grad_(False)
         self.G_ema.load_state_dict(self.G.state_dict())
         for net in (self.G, self.D, self.G_ema):
@@ -371,9 +432,6 @@ class Trainer:
         self.state = _State(**raw)
         self.ada.p = self.state.p
         self.rng.set_state(tensors["rng.cpu"])
-        torch.set_rng_state(tensors["rng.torch"])
-        if self.device.type == "cuda" and "rng.cuda" in tensors:
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         return tensors
 
     def _load_optimisers(self, tensors: dict[str, torch.Tensor]) -> None:
@@ -416,7 +474,11 @@ class Trainer:
         idx = torch.randint(0, self.data.shape[0], (self.options.batch,), generator=self.rng)
         flip = torch.rand(self.options.batch, generator=self.rng) < 0.5 if self.options.mirror else None
         idx = idx[self.rank :: self.world]
-        x = self.data[idx]
+        if isinstance(self.data, np.ndarray):  # uint8 NHWC, maybe memory-mapped: read just these rows
+            rows = np.asarray(self.data[np.asarray(idx)])
+            x = torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous().float() / 127.5 - 1.0
+        else:
+            x = self.data[idx]
         if flip is not None:
             x = torch.where(flip[self.rank :: self.world, None, None, None], x.flip(3), x)
         return x.to(self.device)
@@ -476,8 +538,15 @@ class Trainer:
             mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
 
     def step(self) -> dict[str, float]:
-        """One minibatch: G, (G reg), D, (D reg), EMA, ADA. Returns the losses."""
-        with batch_shard(self.rank, self.world):
+        """One minibatch: G, (G reg), D, (D reg), EMA, ADA. Returns the losses.
+
+        Every random number comes from the run's own generator: the noise inputs (drawn
+        on the device) from torch's generators seeded per step from it, restored after.
+        """
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.rng))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with batch_shard(self.rank, self.world), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
             return self._step()
 
     def _step(self) -> dict[str, float]:
@@ -565,9 +634,6 @@ class Trainer:
                     value = value if torch.is_tensor(value) else torch.tensor(value)
                     tensors[f"{name}.{idx}.{key}"] = value.detach().cpu()
         tensors["rng.cpu"] = self.rng.get_state()
-        tensors["rng.torch"] = torch.get_rng_state()
-        if self.device.type == "cuda":
-            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         meta = {
             "portraitfx": KIND,
             "options": json.dumps(asdict(self.options), sort_keys=True),
