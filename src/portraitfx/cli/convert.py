@@ -20,7 +20,7 @@ app = typer.Typer(
 @app.command("stylegan")
 def stylegan(
     pickle_file: Path = typer.Argument(
-        ..., help="An official StyleGAN2 / StyleGAN2-ADA network pickle (.pkl)."
+        ..., help="An official StyleGAN2, StyleGAN2-ADA or StyleGAN3 network pickle (.pkl)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="The generator to write (.safetensors)."),
     trust_pickle: bool = typer.Option(
@@ -30,7 +30,7 @@ def stylegan(
         "G_ema", "--network", help="Which network of the pickle (G_ema: the one to sample with)."
     ),
 ) -> int:
-    """Convert an official StyleGAN2(-ADA) pickle's generator to safetensors.
+    """Convert an official StyleGAN2(-ADA) or StyleGAN3 pickle's generator to safetensors.
 
     Pickles can run arbitrary code when loaded. This step reads one with a restricted
     unpickler (tensors and plain containers only; the embedded network source code is

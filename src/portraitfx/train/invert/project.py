@@ -139,6 +139,7 @@ def project(
         n = layer.noise_const.detach().clone() if init is not None else fresh
         layer.noise_const = n.requires_grad_(optimise_noise)
         noise_maps.append(layer.noise_const)
+    optimise_noise = optimise_noise and bool(noise_maps)  # StyleGAN3 has no noise inputs
     params = [w_opt] + (noise_maps if optimise_noise else [])
     opt = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999))
     losses: list[float] = []

@@ -13,10 +13,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from portraitfx.errors import ModelError
+from portraitfx.errors import ConfigError, ModelError
 from portraitfx.train.stylegan.networks import Generator, GeneratorConfig
 
-__all__ = ["load_generator", "read_config", "save_generator"]
+__all__ = ["build_generator", "config_from_dict", "load_generator", "read_config", "save_generator"]
 
 KIND = "stylegan2-generator"
 
@@ -37,7 +37,25 @@ def save_generator(
     return save_safetensors(path, tensors, meta)
 
 
-def read_config(path: str | os.PathLike[str]) -> tuple[GeneratorConfig, dict[str, Any]]:
+def config_from_dict(data: dict[str, Any]) -> Any:
+    """A :class:`GeneratorConfig`, or a StyleGAN3 ``Generator3Config`` when the dict says ``architecture: stylegan3``."""
+    if data.get("architecture") == "stylegan3":
+        from portraitfx.train.stylegan.networks3 import Generator3Config
+
+        return Generator3Config.from_dict(data)
+    return GeneratorConfig.from_dict(data)
+
+
+def build_generator(cfg: Any) -> Any:
+    """An (untrained) generator of the config's architecture."""
+    if getattr(cfg, "architecture", "stylegan2") == "stylegan3":
+        from portraitfx.train.stylegan.networks3 import Generator3
+
+        return Generator3(cfg)
+    return Generator(cfg)
+
+
+def read_config(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
     """The network shape and the ``extra`` notes of a generator file, without loading weights."""
     from safetensors import safe_open
 
@@ -55,21 +73,25 @@ def read_config(path: str | os.PathLike[str]) -> tuple[GeneratorConfig, dict[str
     if meta.get("portraitfx") != KIND or "config" not in meta:
         raise ModelError(f"'{p}' is not a portraitfx StyleGAN generator (no '{KIND}' header)")
     try:
-        cfg = GeneratorConfig.from_dict(json.loads(meta["config"]))
+        cfg = config_from_dict(json.loads(meta["config"]))
         extra = json.loads(meta.get("extra", "{}"))
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, ConfigError) as err:
         raise ModelError(f"'{p}' has a damaged StyleGAN header: {err}") from err
     return cfg, extra
 
 
 def load_generator(path: str | os.PathLike[str], device: str = "cpu") -> Generator:
-    """Rebuild a generator saved by :func:`save_generator` (strict: every tensor must match)."""
+    """Rebuild a generator saved by :func:`save_generator` (strict: every tensor must match).
+
+    A StyleGAN3 file (converted from an official pickle) gives a ``Generator3``, which
+    samples, fuses, inverts and makes pairs the same way.
+    """
     from portraitfx.models.load import load_safetensors
 
     cfg, _ = read_config(path)
     tensors = load_safetensors(path, device=device)
     state = {k[2:]: v for k, v in tensors.items() if k.startswith("G.")}
-    generator = Generator(cfg).to(device)
+    generator = build_generator(cfg).to(device)
     try:
         generator.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -1,4 +1,4 @@
-"""Convert official StyleGAN2 / StyleGAN2-ADA network pickles to portraitfx's safetensors format.
+"""Convert official StyleGAN2, StyleGAN2-ADA and StyleGAN3 network pickles to portraitfx's safetensors format.
 
 Pickles can run arbitrary code when loaded, and the official ones even carry the
 source code of their network classes. portraitfx never loads a pickle anywhere else;
@@ -12,9 +12,11 @@ this converter is the one, explicit exception (``portraitfx convert stylegan PKL
   their embedded source code is never compiled or executed;
 * storages are read with ``torch.load(weights_only=True)``.
 
-Only the generator used for sampling (``G_ema``) of an unconditional StyleGAN2 /
-StyleGAN2-ADA network is converted; StyleGAN3 and conditional networks are refused
-with a clear message. Still: convert only files from a source you trust, ideally in a
+Only the generator used for sampling (``G_ema``) of an unconditional StyleGAN2,
+StyleGAN2-ADA or StyleGAN3 (``T`` and ``R`` configs) network is converted; conditional
+networks are refused with a clear message. A StyleGAN3 network's shape is read from
+its recorded constructor arguments and checked, layer by layer, against the rates,
+sizes, filters and padding portraitfx works out from them. Still: convert only files from a source you trust, ideally in a
 throwaway container.
 """
 
@@ -28,6 +30,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from portraitfx.errors import ConfigError, ModelError, UnsafeModelError
@@ -66,6 +69,13 @@ _ALLOWED = {
     ("dnnlib.util", "EasyDict"): _EasyDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
+    # numbers and small arrays a StyleGAN3 network keeps as attributes (sizes, rates)
+    ("numpy.core.multiarray", "scalar"): np.core.multiarray.scalar,  # type: ignore[attr-defined]
+    ("numpy.core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    ("numpy._core.multiarray", "scalar"): np.core.multiarray.scalar,  # type: ignore[attr-defined]
+    ("numpy._core.multiarray", "_reconstruct"): np.core.multiarray._reconstruct,  # type: ignore[attr-defined]
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
 }
 
 
@@ -139,8 +149,6 @@ _IGNORED = re.compile(r"(^|\.)resample_filter$")
 def _config_from(tensors: dict[str, torch.Tensor], net: dict) -> GeneratorConfig:
     if int(net.get("c_dim", 0) or 0) > 0 or any(k.startswith("mapping.embed") for k in tensors):
         raise ModelError("conditional networks (c_dim > 0) are not supported")
-    if any(".affine." in k and "L_" in k for k in tensors) or "synthesis.input.weight" in tensors:
-        raise ModelError("StyleGAN3 networks are not supported yet (only StyleGAN2 / StyleGAN2-ADA)")
     fcs = sorted(int(m.group(1)) for k in tensors if (m := re.match(r"^mapping\.fc(\d+)\.weight$", k)))
     if not fcs or "synthesis.b4.const" not in tensors:
         raise ModelError("no StyleGAN2 generator found (mapping.fc0 / synthesis.b4.const are missing)")
@@ -195,6 +203,15 @@ def convert_official_pickle(
             f"'{path}' has no '{network}' network (it has: {', '.join(map(str, data)) or 'nothing'})"
         )
     tensors = _flatten(net)
+    if "synthesis.input.weight" in tensors:
+        generator3 = _convert_stylegan3(net, tensors)
+        from portraitfx.train.stylegan.checkpoint import save_generator
+
+        return save_generator(
+            output,
+            generator3,
+            extra={"made_by": "portraitfx convert stylegan", "source": Path(path).name, "network": network},
+        )
     cfg = _config_from(tensors, net)
     state: dict[str, torch.Tensor] = {}
     unknown = []
@@ -225,3 +242,88 @@ def convert_official_pickle(
         generator,
         extra={"made_by": "portraitfx convert stylegan", "source": Path(path).name, "network": network},
     )
+
+
+def _convert_stylegan3(net: dict, tensors: dict[str, torch.Tensor]) -> Any:
+    """A StyleGAN3 ``G_ema`` as a :class:`~portraitfx.train.stylegan.networks3.Generator3`."""
+    from portraitfx.train.stylegan.networks3 import Generator3, Generator3Config
+
+    if int(net.get("c_dim", 0) or 0) > 0 or any(k.startswith("mapping.embed") for k in tensors):
+        raise ModelError("conditional networks (c_dim > 0) are not supported")
+    kwargs = dict(net.get("_init_kwargs") or {})
+    synthesis = (net.get("_modules") or {}).get("synthesis") or {}
+    layers = synthesis.get("_modules") or {}
+    names = list(synthesis.get("layer_names") or [])
+    if not names or not kwargs:
+        raise ModelError("the StyleGAN3 network lacks its recorded constructor arguments or layer list")
+    mapping = dict(kwargs.get("mapping_kwargs") or {})
+    clamp = layers[names[0]].get("conv_clamp", 256)
+    try:
+        cfg = Generator3Config(
+            resolution=int(kwargs["img_resolution"]),
+            z_dim=int(kwargs["z_dim"]),
+            w_dim=int(kwargs["w_dim"]),
+            mapping_layers=int(mapping.get("num_layers", 2)),
+            mapping_lr_mul=float(mapping.get("lr_multiplier", 0.01)),
+            img_channels=int(kwargs.get("img_channels", 3)),
+            channel_base=int(kwargs.get("channel_base", 32768)),
+            channel_max=int(kwargs.get("channel_max", 512)),
+            num_layers=int(synthesis.get("num_layers", kwargs.get("num_layers", 14))),
+            num_critical=int(synthesis.get("num_critical", kwargs.get("num_critical", 2))),
+            first_cutoff=float(kwargs.get("first_cutoff", 2.0)),
+            first_stopband=float(kwargs.get("first_stopband", 2**2.1)),
+            last_stopband_rel=float(kwargs.get("last_stopband_rel", 2**0.3)),
+            margin_size=int(synthesis.get("margin_size", kwargs.get("margin_size", 10))),
+            output_scale=float(synthesis.get("output_scale", kwargs.get("output_scale", 0.25))),
+            conv_kernel=int(kwargs.get("conv_kernel", 3)),
+            filter_size=int(kwargs.get("filter_size", 6)),
+            lrelu_upsampling=int(kwargs.get("lrelu_upsampling", 2)),
+            radial_filters=bool(kwargs.get("use_radial_filters", False)),
+            conv_clamp=None if clamp is None else float(clamp),
+        )
+    except (KeyError, TypeError, ValueError, ConfigError) as err:
+        raise ModelError(f"cannot read the StyleGAN3 network's shape: {err}") from None
+    specs = cfg.layers()
+    if [s.name for s in specs] != names:
+        raise ModelError(f"StyleGAN3 layers {names[:3]}... differ from those its settings give")
+    for spec in specs:
+        got = layers[spec.name]
+        recorded = {
+            "up_factor": spec.up,
+            "down_factor": spec.down,
+            "up_taps": spec.up_taps,
+            "down_taps": spec.down_taps,
+            "padding": list(spec.padding),
+            "in_sampling_rate": spec.in_rate,
+            "out_sampling_rate": spec.out_rate,
+        }
+        for key, want in recorded.items():
+            value = got.get(key)
+            value = [int(v) for v in value] if isinstance(value, list | tuple) else value
+            if key in got and value != want:
+                raise ModelError(
+                    f"StyleGAN3 layer {spec.name}: {key} is {value}, portraitfx works out {want}"
+                )
+    state: dict[str, torch.Tensor] = {}
+    for name, value in tensors.items():
+        if m := re.match(r"^mapping\.fc(\d+)\.(weight|bias)$", name):
+            state[f"mapping.layers.{m.group(1)}.{m.group(2)}"] = value.float()
+        elif name == "mapping.w_avg" or name.startswith("synthesis.input."):
+            state[name] = value.float()
+        elif m := re.match(r"^synthesis\.(L\d+_\d+_\d+)\.(.+)$", name):
+            state[f"synthesis.layers.{m.group(1)}.{m.group(2)}"] = value.float()
+        else:
+            raise ModelError(f"unexpected tensor in the StyleGAN3 network: {name}")
+    generator = Generator3(cfg)
+    own = generator.state_dict()
+    missing, extra = set(own) - set(state), set(state) - set(own)
+    if missing or extra:
+        raise ModelError(
+            f"the StyleGAN3 network does not match its settings: missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(extra)[:3]}"
+        )
+    wrong = [k for k, v in state.items() if v.shape != own[k].shape]
+    if wrong:
+        raise ModelError(f"StyleGAN3 tensors of unexpected shape: {wrong[:3]}")
+    generator.load_state_dict(state, strict=True)
+    return generator.eval()

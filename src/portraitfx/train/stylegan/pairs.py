@@ -217,11 +217,11 @@ def _ray_pairs(
     @ray.remote(num_cpus=1)
     class _Worker:
         def __init__(self, face_state: dict, style_state: dict, cfg: dict) -> None:
-            from portraitfx.train.stylegan.networks import Generator, GeneratorConfig
+            from portraitfx.train.stylegan.checkpoint import build_generator, config_from_dict
 
             torch.set_num_threads(1)
-            c = GeneratorConfig.from_dict(cfg)
-            self.face, self.style = Generator(c).eval(), Generator(c).eval()
+            c = config_from_dict(cfg)
+            self.face, self.style = build_generator(c).eval(), build_generator(c).eval()
             self.face.load_state_dict(face_state)
             self.style.load_state_dict(style_state)
 

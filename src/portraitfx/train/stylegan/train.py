@@ -413,6 +413,10 @@ class Trainer:
         kind = meta.get("portraitfx")
         if kind == GENERATOR_KIND:
             cfg, _ = read_config(path)
+            if getattr(cfg, "architecture", "stylegan2") != "stylegan2":
+                raise ModelError(
+                    f"'{path}' is a StyleGAN3 generator; portraitfx trains StyleGAN2 generators only"
+                )
             if cfg != self.G.cfg:
                 raise ModelError(
                     f"'{path}' is a {cfg.resolution}px generator of another shape than this run's: {cfg}"
