@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import pickle
 import sys
-import types
 from collections import OrderedDict
 
 import pytest
@@ -17,7 +16,6 @@ from portraitfx.train.stylegan import Generator, GeneratorConfig, load_generator
 from portraitfx.train.stylegan.convert import convert_official_pickle  # noqa: E402
 
 CFG = GeneratorConfig(resolution=16, z_dim=16, w_dim=16, mapping_layers=2, channel_base=128, channel_max=16)
-RAN = "portraitfx-test-pickle-code-ran"
 
 
 def _official_name(ours: str) -> str:
@@ -28,32 +26,9 @@ def _official_name(ours: str) -> str:
 
 
 @pytest.fixture
-def official_pickle(tmp_path, monkeypatch):
+def official_pickle(tmp_path, persistent_class):
     """A pickle laid out as NVIDIA's (persistent objects with embedded source), made from our model."""
-    module = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):  # what the real package would do: exec the source
-        raise AssertionError("never called when the pickle is written")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
-
-    class Persistent:
-        def __init__(self, class_name, state):
-            self.meta = {
-                "type": "class",
-                "version": 6,
-                "module_src": f"import os\nos.system('touch {tmp_path / RAN}')\n",
-                "class_name": class_name,
-                "state": state,
-            }
-
-        def __reduce__(self):
-            return (_reconstruct_persistent_obj, (self.meta,))
-
+    Persistent = persistent_class
     torch.manual_seed(3)
     ours = Generator(CFG).eval()
     with torch.no_grad():
@@ -94,12 +69,12 @@ def official_pickle(tmp_path, monkeypatch):
     return path, ours
 
 
-def test_conversion_is_exact_and_runs_no_code_from_the_file(official_pickle, tmp_path):
+def test_conversion_is_exact_and_runs_no_code_from_the_file(official_pickle, persistent_class, tmp_path):
     path, ours = official_pickle
     for name in ("torch_utils.persistence", "torch_utils"):  # the converter must not need them
         sys.modules.pop(name, None)
     out = convert_official_pickle(path, tmp_path / "g.safetensors", trust=True)
-    assert not (tmp_path / RAN).exists(), "the embedded source code ran"
+    assert not persistent_class.marker.exists(), "the embedded source code ran"
     converted = load_generator(out)
     assert converted.cfg == CFG
     z = torch.randn(3, 16)
@@ -107,7 +82,9 @@ def test_conversion_is_exact_and_runs_no_code_from_the_file(official_pickle, tmp
         assert torch.equal(converted(z, noise_mode="const"), ours(z, noise_mode="const"))
 
 
-def test_refused_without_consent_and_for_unexpected_globals(official_pickle, tmp_path, capsys):
+def test_refused_without_consent_and_for_unexpected_globals(
+    official_pickle, persistent_class, tmp_path, capsys
+):
     from portraitfx.cli.main import main
 
     path, _ = official_pickle
@@ -120,13 +97,13 @@ def test_refused_without_consent_and_for_unexpected_globals(official_pickle, tmp
 
     class Evil:
         def __reduce__(self):
-            return (os.system, (f"touch {tmp_path / RAN}",))
+            return (os.system, (f"touch {persistent_class.marker}",))
 
     evil = tmp_path / "evil.pkl"
     evil.write_bytes(pickle.dumps({"G_ema": Evil()}))
     with pytest.raises(UnsafeModelError, match="system"):
         convert_official_pickle(evil, tmp_path / "e.safetensors", trust=True)
-    assert not (tmp_path / RAN).exists()
+    assert not persistent_class.marker.exists()
     assert (
         main(["convert", "stylegan", str(path), "-o", str(tmp_path / "ok.safetensors"), "--trust-pickle"])
         == 0

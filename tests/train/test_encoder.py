@@ -26,14 +26,8 @@ OPTS = {"batch": 8, "channel_base": 512, "channel_max": 64, "progressive_every":
 
 
 @pytest.fixture(scope="module")
-def generator():
-    torch.manual_seed(0)
-    g = Generator(CFG).eval()
-    with torch.no_grad():
-        for name, p in g.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.05)
-    return g
+def generator(generator32):
+    return generator32
 
 
 @pytest.fixture(scope="module")

@@ -8,20 +8,14 @@ torch = pytest.importorskip("torch")
 
 from portraitfx.errors import ConfigError, ModelError  # noqa: E402
 from portraitfx.train.invert import VGGFeatures, project, psnr, pyramid_features  # noqa: E402
-from portraitfx.train.stylegan import Generator, GeneratorConfig, save_generator  # noqa: E402
+from portraitfx.train.stylegan import GeneratorConfig, save_generator  # noqa: E402
 
 CFG = GeneratorConfig(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=32)
 
 
 @pytest.fixture(scope="module")
-def generator():
-    torch.manual_seed(0)
-    g = Generator(CFG).eval()
-    with torch.no_grad():
-        for name, p in g.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.05)
-    return g
+def generator(generator32):
+    return generator32
 
 
 @pytest.mark.parametrize("space", ["w", "w+"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import pickle
 import sys
-import types
 from collections import OrderedDict
 from pathlib import Path
 
@@ -21,7 +21,6 @@ from portraitfx.train.stylegan.convert import convert_official_pickle  # noqa: E
 from portraitfx.train.stylegan.networks3 import Generator3  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "stylegan3"
-RAN = "portraitfx-test-pickle-code-ran"
 
 
 @pytest.mark.parametrize("config", ["t", "r"])
@@ -56,32 +55,8 @@ def test_translating_the_input_translates_the_image():
     assert float((a - b).square().mean()) > 0.05 * float(a.var())  # it did move
 
 
-def _official_pickle(g: Generator3, path: Path, monkeypatch) -> None:
+def _official_pickle(g: Generator3, path: Path, Persistent) -> None:
     """``g`` laid out as NVIDIA's StyleGAN3 pickle: persistent objects, numpy attributes, embedded code."""
-    module = types.ModuleType("torch_utils.persistence")
-
-    def _reconstruct_persistent_obj(meta):
-        raise AssertionError("never called when the pickle is written")
-
-    _reconstruct_persistent_obj.__module__ = "torch_utils.persistence"
-    _reconstruct_persistent_obj.__qualname__ = "_reconstruct_persistent_obj"
-    module._reconstruct_persistent_obj = _reconstruct_persistent_obj
-    monkeypatch.setitem(sys.modules, "torch_utils", types.ModuleType("torch_utils"))
-    monkeypatch.setitem(sys.modules, "torch_utils.persistence", module)
-
-    class Persistent:
-        def __init__(self, class_name, state):
-            src = f"import os\nos.system('touch {path.parent / RAN}')\n"
-            self.meta = {
-                "type": "class",
-                "version": 6,
-                "module_src": src,
-                "class_name": class_name,
-                "state": state,
-            }
-
-        def __reduce__(self):
-            return (_reconstruct_persistent_obj, (self.meta,))
 
     def node(name, params=(), buffers=(), modules=(), **attrs):
         state = {
@@ -148,27 +123,28 @@ def _official_pickle(g: Generator3, path: Path, monkeypatch) -> None:
     path.write_bytes(pickle.dumps({"G_ema": gen, "augment_pipe": None}, protocol=4))
 
 
-def test_an_official_stylegan3_pickle_converts_exactly_and_runs_no_code(tmp_path, monkeypatch):
+def test_an_official_stylegan3_pickle_converts_exactly_and_runs_no_code(tmp_path, persistent_class):
+    import dataclasses
+
     g = load_generator(DATA / "official-r16.safetensors")
-    pkl = tmp_path / "stylegan3-r.pkl"
-    _official_pickle(g, pkl, monkeypatch)
-    for name in ("torch_utils.persistence", "torch_utils"):
+    pkl, bad = tmp_path / "stylegan3-r.pkl", tmp_path / "tampered.pkl"
+    _official_pickle(g, pkl, persistent_class)
+    # a layer whose recorded padding differs from what the settings give
+    tampered = copy.deepcopy(g)
+    layer = tampered.synthesis.layers["L3_36_16"]
+    layer.spec = dataclasses.replace(layer.spec, padding=(1, 2, 1, 2))
+    _official_pickle(tampered, bad, persistent_class)
+    for name in ("torch_utils.persistence", "torch_utils"):  # the converter must not need them
         sys.modules.pop(name, None)
     out = convert_official_pickle(pkl, tmp_path / "r.safetensors", trust=True)
-    assert not (tmp_path / RAN).exists()
+    assert not persistent_class.marker.exists(), "the embedded source code ran"
     converted = load_generator(out)
     assert converted.cfg == g.cfg
     z = torch.randn(2, 8)
     with torch.no_grad():
         assert torch.equal(converted(z), g(z))
-
-    # a layer whose recorded padding differs from what the settings give is refused
-    g.synthesis.layers["L3_36_16"].spec = type(g.synthesis.layers["L3_36_16"].spec)(
-        **{**g.synthesis.layers["L3_36_16"].spec.__dict__, "padding": (1, 2, 1, 2)}
-    )
-    _official_pickle(g, pkl, monkeypatch)
     with pytest.raises(ModelError, match="L3_36_16: padding"):
-        convert_official_pickle(pkl, tmp_path / "bad.safetensors", trust=True)
+        convert_official_pickle(bad, tmp_path / "bad.safetensors", trust=True)
 
 
 def test_stylegan3_generators_sample_fuse_invert_and_make_pairs(tmp_path, capsys):

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError
-from portraitfx.train.stylegan.networks import EqualLinear, MappingNetwork, NoiseMode, to_uint8
+from portraitfx.train.stylegan.networks import EqualLinear, Generator, MappingNetwork, NoiseMode
 
 __all__ = ["Generator3", "Generator3Config", "filtered_lrelu", "upfirdn2d"]
 
@@ -402,22 +402,5 @@ class Generator3(nn.Module):
         spec = self.synthesis.layers[parts[2]].spec
         return min(spec.out_rate, self.cfg.resolution)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        seed: int = 0,
-        truncation: float = 1.0,
-        noise_mode: NoiseMode = "const",
-        batch: int = 8,
-    ) -> np.ndarray:
-        """``n`` images as ``(n, R, R, 3)`` uint8 RGB, from ``z`` drawn with ``seed``."""
-        gen = torch.Generator().manual_seed(int(seed))
-        z = torch.randn(n, self.cfg.z_dim, generator=gen)
-        device = next(self.parameters()).device
-        out = [
-            to_uint8(self(z[i : i + batch].to(device), truncation=truncation, noise_mode=noise_mode))
-            for i in range(0, n, batch)
-        ]
-        return np.concatenate(out)
+    # ``n`` images as ``(n, R, R, 3)`` uint8 from ``z`` drawn with ``seed``: the same as StyleGAN2's
+    sample = Generator.sample
