@@ -270,3 +270,6 @@ def test_demo_writes_the_stylize_results(tmp_path, capsys):
     assert sheet.shape == (320, 5 * 320, 3) and pairs.shape == (512, 1024, 3)
     clip, styled = probe_video(tmp_path / "sample_clip.mp4"), probe_video(tmp_path / "stylize.mp4")
     assert styled.frame_count == clip.frame_count and styled.has_audio
+    assert load_image(tmp_path / "toon.png").shape == (320, 3 * 320, 3)  # photo, teacher, student
+    toon = probe_video(tmp_path / "toon.mp4")
+    assert toon.frame_count == clip.frame_count and toon.has_audio

@@ -10,7 +10,9 @@ Writes to the output folder:
     * ``stylize.png``: the sample stylized with each built-in style (head zoom);
       ``stylize_styles.png``: each style's exemplar next to its result, both in the
       style's aligned face frame; ``stylize.mp4``: the synthetic clip in ``pencil``
-      (audio kept).
+      (audio kept);
+    * ``toon.png``: the sample through the shipped real-time student (the photo, the
+      FaceBlit pencil teacher, the student) and ``toon.mp4``: the clip through it.
 """
 
 from __future__ import annotations
@@ -152,4 +154,22 @@ def run_demo(
         f"  pencil clip: {styled_clip.frames} frames, {styled_clip.seconds:.1f} s ({rate:.2f} s per second of video)"
     )
     written["stylize clip"] = out / "stylize.mp4"
+
+    log("the real-time student (toon) on the sample and the clip ...")
+    teacher = create_effect("stylize", style="pencil", region="head")
+    toon = create_effect("toon")
+    try:
+        tiles = [("input (zoom)", image[crop]), ("teacher: FaceBlit pencil", teacher.apply(image, [face])[crop]),
+                 ("student: toon (ONNX)", toon.apply(image, [face])[crop])]  # fmt: skip
+        save_image(out / "toon.png", contact_sheet(tiles, size=320, columns=3))
+        toon_clip = apply_to_file(toon, clip, out / "toon.mp4", progress=progress)
+    finally:
+        teacher.close()
+        toon.close()
+    rate = toon_clip.seconds / max(toon_clip.media_seconds, 1e-9)
+    log(
+        f"  toon clip: {toon_clip.frames} frames, {toon_clip.seconds:.1f} s ({rate:.2f} s per second of video)"
+    )
+    written["toon"] = out / "toon.png"
+    written["toon clip"] = out / "toon.mp4"
     return written

@@ -20,16 +20,17 @@ real-time student of seed 000, the hair editor of seed 001):
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from portraitfx.errors import ConfigError, InputError
+from portraitfx.train.pairfolder import is_done, pair_names, write_pairs
 from portraitfx.train.stylegan.networks import Generator, to_uint8
 
 __all__ = ["PairJob", "encode_photos", "generate_pairs", "pair_latents"]
@@ -131,11 +132,6 @@ def _render(generators: Sequence[Generator], ws: torch.Tensor) -> list[np.ndarra
         return [to_uint8(g.synthesis(ws, noise_mode="const"))[0] for g in generators]
 
 
-def _done(out: Path, index: int) -> bool:
-    name = f"{index:06d}.png"
-    return (out / "face" / name).is_file() and (out / "style" / name).is_file()
-
-
 def _write_range(
     face: Generator, style: Generator, job: PairJob, out: Path, indices: Iterable[int]
 ) -> list[dict]:
@@ -143,15 +139,26 @@ def _write_range(
 
     records = []
     for i in indices:
-        if _done(out, i):
+        if is_done(out, i):
             continue
         ws, record = pair_latents(face, job, i)
         a, b = _render([face, style], ws)
-        name = f"{i:06d}.png"
-        save_image(out / "face" / name, a)
-        save_image(out / "style" / name, b)  # written last: both files exist only when the pair is whole
-        records.append({"index": i, "face": f"face/{name}", "style": f"style/{name}", **record})
+        face_name, style_name = pair_names(i)
+        save_image(out / face_name, a)
+        save_image(out / style_name, b)  # written last: both files exist only when the pair is whole
+        records.append({"index": i, "face": face_name, "style": style_name, **record})
     return records
+
+
+def _writer(face_state: dict, style_state: dict, cfg: dict, job: PairJob, out: Path) -> Any:
+    """A writer with its own copies of the two generators (built where it runs: here or on a Ray worker)."""
+    from portraitfx.train.stylegan.checkpoint import build_generator, config_from_dict
+
+    c = config_from_dict(cfg)
+    face, style = build_generator(c).eval(), build_generator(c).eval()
+    face.load_state_dict(face_state)
+    style.load_state_dict(style_state)
+    return functools.partial(_write_range, face, style, job, out)
 
 
 def generate_pairs(
@@ -172,79 +179,11 @@ def generate_pairs(
     if face.cfg != style.cfg:
         raise ConfigError(f"the two generators differ in shape: {face.cfg} vs {style.cfg}")
     folder = Path(out)
-    (folder / "face").mkdir(parents=True, exist_ok=True)
-    (folder / "style").mkdir(parents=True, exist_ok=True)
-    todo = [i for i in range(job.total) if not _done(folder, i)]
-    from tqdm import tqdm
-
-    written: list[dict] = []
-    with tqdm(
-        total=job.total, initial=job.total - len(todo), unit="pair", disable=not progress, leave=False
-    ) as bar:
-        chunks = [todo[k : k + chunk] for k in range(0, len(todo), chunk)]
-        if workers > 0 and chunks:
-            written = _ray_pairs(face, style, folder, job, chunks, workers, bar)
-        else:
-            for part in chunks:
-                written += _write_range(face, style, job, folder, part)
-                bar.update(len(part))
-    if written:  # one line per pair, in index order (a redone pair replaces its line)
-        manifest = folder / "manifest.jsonl"
-        records = {}
-        if manifest.is_file():
-            for line in manifest.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    records[int(record["index"])] = record
-        records.update({int(r["index"]): r for r in written})
-        tmp = manifest.with_name(manifest.name + ".tmp")
-        tmp.write_text("".join(json.dumps(records[i]) + "\n" for i in sorted(records)), encoding="utf-8")
-        os.replace(tmp, manifest)
-    meta = folder / "job.json"
-    if not meta.exists():
-        meta.write_text(json.dumps({**asdict(job), "latents": list(job.latents)}, indent=2))
-    return len(written)
-
-
-def _ray_pairs(
-    face: Generator, style: Generator, folder: Path, job: PairJob, chunks: list[list[int]], workers: int, bar
-) -> list[dict]:
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, configure_logging=False)
-
-    @ray.remote(num_cpus=1)
-    class _Worker:
-        def __init__(self, face_state: dict, style_state: dict, cfg: dict) -> None:
-            from portraitfx.train.stylegan.checkpoint import build_generator, config_from_dict
-
-            torch.set_num_threads(1)
-            c = config_from_dict(cfg)
-            self.face, self.style = build_generator(c).eval(), build_generator(c).eval()
-            self.face.load_state_dict(face_state)
-            self.style.load_state_dict(style_state)
-
-        def run(self, indices: list[int]) -> list[dict]:
-            return _write_range(self.face, self.style, job, folder, indices)
-
-    cfg = face.cfg.to_dict()
-    pool = [_Worker.remote(face.state_dict(), style.state_dict(), cfg) for _ in range(workers)]
-    pending = {}
-    queue = list(chunks)
-    written: list[dict] = []
-    for w in pool:
-        if queue:
-            part = queue.pop(0)
-            pending[w.run.remote(part)] = (w, len(part))
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        w, size = pending.pop(done[0])
-        written += ray.get(done[0])
-        bar.update(size)
-        if queue:
-            part = queue.pop(0)
-            pending[w.run.remote(part)] = (w, len(part))
-    for w in pool:
-        ray.kill(w)
-    return written
+    if workers > 0:
+        make = functools.partial(
+            _writer, face.state_dict(), style.state_dict(), face.cfg.to_dict(), job, folder
+        )
+    else:
+        make = functools.partial(functools.partial, _write_range, face, style, job, folder)
+    meta = {**asdict(job), "latents": list(job.latents)}
+    return write_pairs(folder, job.total, make, job=meta, progress=progress, workers=workers, chunk=chunk)
