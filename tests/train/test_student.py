@@ -175,3 +175,54 @@ def test_save_and_load_student_refuse_other_files(tmp_path):
     (tmp_path / "s.pt").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ModelError):
         load_student(tmp_path / "s.pt")
+
+
+def test_the_chain_from_the_cli(tmp_path, data_dir, capsys):
+    """style -> pairs -> student -> ONNX -> effect, and the table, all from the command line."""
+    import shutil
+
+    from portraitfx.cli.main import main
+    from portraitfx.io.images import load_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("obama.jpg", "biden.jpg"):
+        shutil.copy(data_dir / name, photos / name)
+    pairs_dir, run, model = tmp_path / "pairs", tmp_path / "run", tmp_path / "toon.onnx"
+    assert (
+        main(
+            [
+                "student",
+                "pairs",
+                "--photos",
+                str(photos),
+                "-n",
+                "10",
+                "--size",
+                "64",
+                "-o",
+                str(pairs_dir),
+                "-q",
+            ]
+        )
+        == 0
+    )
+    assert "wrote 10 pairs" in capsys.readouterr().out
+    assert (
+        main(["student", "train", str(pairs_dir), "-o", str(run), "--steps", "3", "--width", "0.5", "-q"])
+        == 0
+    )
+    assert "trained 12 steps" in capsys.readouterr().out
+    assert (
+        main(["student", "train", str(pairs_dir), "-o", str(run), "-q"]) == 0
+    )  # resumes: nothing left to do
+    assert "resuming" in capsys.readouterr().out
+    assert (
+        main(["export", "student", str(run / "student.safetensors"), "-o", str(model), "--size", "64"]) == 0
+    )
+    assert "PSNR" in capsys.readouterr().out
+    out = tmp_path / "out.png"
+    assert main(["toon", str(photos / "biden.jpg"), "-m", str(model), "-o", str(out), "-q"]) == 0
+    assert load_image(out).shape == load_image(photos / "biden.jpg").shape
+    assert main(["eval", "toon", str(run), "--pairs", str(pairs_dir), "--limit", "4"]) == 0
+    assert "| +augment |" in capsys.readouterr().out

@@ -45,7 +45,10 @@ _NEVER = frozenset({"provenance"})  # outputs of identity-changing effects are a
 _HIDDEN: dict[str, frozenset[str]] = {
     # model files and ONNX providers are server-side choices, not the client's
     "swap": frozenset({"model", "restore", "providers"}),
+    "toon": frozenset({"model", "providers", "threads"}),
 }
+# effects that need a model file only the server's operator can name (no default model)
+_UNSERVED = frozenset({"ugatit"})
 
 
 @dataclass(frozen=True)
@@ -308,10 +311,10 @@ def describe_effect(name: str) -> EffectSpec:
 
 
 def servable_effects() -> list[str]:
-    """Names of the registered effects (all of them can be described)."""
+    """Names of the registered effects the API offers (all but those that need a server-side model file)."""
     from portraitfx.effects.base import list_effects
 
-    return list_effects()
+    return [name for name in list_effects() if name not in _UNSERVED]
 
 
 def parse_options(spec: EffectSpec, fields: dict[str, str]) -> dict[str, Any]:

@@ -364,10 +364,10 @@ class Studio:
 
     # -- effects ----------------------------------------------------------------------
     def effect_names(self) -> list[str]:
-        """The registered effects."""
-        from portraitfx.effects import list_effects
+        """The registered effects (those the API serves: none that needs a server-side model file)."""
+        from portraitfx.server.effects import servable_effects
 
-        return list_effects()
+        return servable_effects()
 
     def _create_effect(
         self,
@@ -405,6 +405,8 @@ class Studio:
             return create_effect(
                 "swap", source=paths, target_face=index, shape=float(shape), skin=float(skin)
             )
+        if effect == "toon":
+            return create_effect("toon", strength=float(strength))
         return create_effect(effect)
 
     def run_effect(
