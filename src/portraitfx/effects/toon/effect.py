@@ -50,7 +50,7 @@ class ToonOptions:
         mode: ``"crop"`` (faces) or ``"frame"`` (everything).
         strength: blend of the stylised result over the original, ``0..1``.
         smoothing: in video, how much of the previous frame's result is kept (``0..0.9``).
-        feather: edge softness of the pasted crop, fraction of its side.
+        feather: width of the oval fade at the pasted crop's edge, fraction of its half side.
         threads: ONNX Runtime threads (None: its default).
         providers: ONNX Runtime providers in priority order (None: CPU).
     """
@@ -58,7 +58,7 @@ class ToonOptions:
     mode: Mode = "crop"
     strength: float = 1.0
     smoothing: float = 0.5
-    feather: float = 0.06
+    feather: float = 0.12
     threads: int | None = None
     providers: tuple[str, ...] | None = field(default=None)
 
@@ -68,8 +68,8 @@ class ToonOptions:
             raise ConfigError(f"strength must be within 0..1, got {self.strength}")
         if not 0.0 <= self.smoothing <= 0.9:
             raise ConfigError(f"smoothing must be within 0..0.9, got {self.smoothing}")
-        if not 0.0 <= self.feather <= 0.3:
-            raise ConfigError(f"feather must be within 0..0.3, got {self.feather}")
+        if not 0.0 <= self.feather <= 0.5:
+            raise ConfigError(f"feather must be within 0..0.5, got {self.feather}")
 
 
 @register_effect("toon")
@@ -120,6 +120,7 @@ class ToonEffect:
         self.crop_scale = float(meta.get("crop_scale", 0.8))
         self.config = json.loads(meta.get("config", "{}"))
         self.input_name = self.session.get_inputs()[0].name
+        self._mask: np.ndarray | None = None
 
     # -- network ----------------------------------------------------------------------
     def _run(self, images: np.ndarray) -> np.ndarray:
@@ -168,12 +169,27 @@ class ToonEffect:
             ]
         )
         styled = self._run(crops)
+        mask = self._crop_mask()
         out = frame
         for face, m, crop_in, crop in zip(faces, mats, crops, styled, strict=True):
             if state is not None and self.options.smoothing > 0 and face.track_id is not None:
                 crop = self._smooth(state.for_face(face), m, crop_in, crop)
-            out = paste_back(out, crop, m, feather=self.options.feather)
+            out = paste_back(out, crop, m, mask=mask)
         return out
+
+    def _crop_mask(self) -> np.ndarray:
+        """Where a face's result goes back: the crop but its edges, fading out over ``feather`` of its half side.
+
+        The crop's corners and edges hold hair and shoulders the student may have
+        changed too; an oval fade inside the crop leaves no straight seam where it ends.
+        """
+        if getattr(self, "_mask", None) is None or self._mask.shape[0] != self.size:
+            n = self.size
+            c = (np.arange(n, dtype=np.float32) + 0.5) / n - 0.5
+            r = np.sqrt((c[None, :] / 0.5) ** 2 + (c[:, None] / 0.5) ** 2)  # 1 at the middle of each edge
+            fade = max(self.options.feather, 1e-3)
+            self._mask = np.clip((1.0 - r) / fade, 0.0, 1.0).astype(np.float32)
+        return self._mask
 
     def _smooth(
         self, scratch: dict[str, Any], m: np.ndarray, crop_in: np.ndarray, crop: np.ndarray
