@@ -73,7 +73,9 @@ def test_video_smoothing_steadies_still_pixels(astronaut, astronaut_face):
             state.frame_index = i
             outs.append(e.apply(f, [face], state).astype(int))
         x0, y0, x1, y1 = face.bbox.astype(int)  # where the effect draws (the rest is the input's own noise)
-        flicker[amount] = np.mean([np.abs(a - b)[y0:y1, x0:x1].mean() for a, b in itertools.pairwise(outs[1:])])
+        flicker[amount] = np.mean(
+            [np.abs(a - b)[y0:y1, x0:x1].mean() for a, b in itertools.pairwise(outs[1:])]
+        )
     assert flicker[0.8] < 0.7 * flicker[0.0], flicker
 
 
