@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
+from portraitfx.train.distributed import ProcessGroup, init_distributed
 from portraitfx.train.stylegan.augment import AdaptiveAugment, augment
 from portraitfx.train.stylegan.networks import (
     Discriminator,
@@ -264,24 +265,6 @@ def open_training_data(path: str | os.PathLike[str], resolution: int) -> np.ndar
 # --------------------------------------------------------------------------- processes
 
 
-def init_distributed() -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes in the environment; ``(rank, world)``.
-
-    Outside ``torchrun`` (no ``WORLD_SIZE``, or 1) nothing happens and ``(0, 1)`` is
-    returned. NCCL when this process has a GPU, Gloo otherwise.
-    """
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
 def _resolve_device(device: str | torch.device | None) -> torch.device:
     """The device to train on: the given one (checked), else this process's GPU, else the CPU."""
     if device is None:
@@ -353,17 +336,10 @@ class Trainer:
             )
         if precision not in PRECISIONS:
             raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        import torch.distributed as dist
-
-        if distributed is None:
-            distributed = dist.is_available() and dist.is_initialized()
-        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-        if options.batch % self.world or (options.pl_weight > 0 and max(options.batch // 2, 1) % self.world):
-            raise ConfigError(
-                f"batch {options.batch} does not split over {self.world} processes "
-                f"(it must be a multiple of {2 * self.world})"
-            )
         self.device = _resolve_device(device)
+        self.group = ProcessGroup(distributed, self.device)
+        self.rank, self.world = self.group.rank, self.group.world
+        self.group.check_batch(options.batch, 2 if options.pl_weight > 0 else 1)
         self.precision = precision
         self.options = options
         self.data = data
@@ -472,7 +448,7 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------
     def _share(self, x: torch.Tensor) -> torch.Tensor:
         """This process's samples of a whole-batch draw (by stride), on the device."""
-        return x[self.rank :: self.world].to(self.device)
+        return self.group.share(x)
 
     def _reals(self) -> torch.Tensor:
         idx = torch.randint(0, self.data.shape[0], (self.options.batch,), generator=self.rng)
@@ -500,44 +476,15 @@ class Trainer:
 
     def _mean(self, *values: float | torch.Tensor) -> list[float]:
         """Scalars averaged over the processes (one collective for all of them)."""
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=self._comm_device)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.all_reduce(t)
-            t /= self.world
-        return t.tolist()
-
-    @property
-    def _comm_device(self) -> torch.device:
-        return self.device if self.device.type == "cuda" else torch.device("cpu")
+        return self.group.mean(*values)
 
     def _sync_grads(self, net: torch.nn.Module) -> None:
-        """Average the trainable parameters' gradients over the processes (one flat all-reduce)."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        params = [p for p in net.parameters() if p.requires_grad]
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world
-        offset = 0
-        for p in params:
-            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
-            offset += p.numel()
+        self.group.sync_grads(net)
 
     def _track_w(self, ws: torch.Tensor) -> None:
         """Move the generator's running mean of ``w`` toward this batch's (all processes')."""
         mapping = self.G.mapping
-        mean = ws[:, 0].detach().float().mean(0)
-        if self.world > 1:
-            import torch.distributed as dist
-
-            mean = mean.to(self._comm_device)
-            dist.all_reduce(mean)
-            mean = (mean / self.world).to(self.device)
+        mean = self.group.mean_tensor(ws[:, 0].detach().float().mean(0))
         with torch.no_grad():
             mapping.w_avg.copy_(mean.lerp(mapping.w_avg, mapping.w_avg_beta))
 
