@@ -21,7 +21,8 @@ def test_losses_known_answers():
     assert float(L.identity_loss(a, a)) == pytest.approx(0.0, abs=1e-6)
     assert float(L.identity_loss(a, -a)) == pytest.approx(2.0)
     x, y = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
-    assert float(L.reconstruction_loss(x, y, torch.tensor([True, False]))) == pytest.approx(1.0)
+    assert float(L.reconstruction_loss(x, y, torch.tensor([True, False]))) == pytest.approx(0.5)
+    assert float(L.reconstruction_loss(x, y, torch.tensor([True, True]))) == pytest.approx(1.0)
     assert float(L.reconstruction_loss(x, y, torch.tensor([False, False]))) == 0.0
     assert float(L.landmark_loss(torch.zeros(1, 5, 2), torch.full((1, 5, 2), 2.0))) == pytest.approx(2.0)
     # a constant flow of (+3, -1) px reads the target 3 px right, 1 px up: exactly right when p = q + (3, -1)

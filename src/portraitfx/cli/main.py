@@ -25,6 +25,7 @@ from portraitfx.cli import stylegan as stylegan_cmd
 from portraitfx.cli import stylize as stylize_cmd
 from portraitfx.cli import swap as swap_cmd
 from portraitfx.cli import toon as toon_cmd
+from portraitfx.cli import train as train_cmd
 from portraitfx.cli import verify as verify_cmd
 from portraitfx.cli import web as web_cmd
 from portraitfx.cli._stderr import filtered_native_stderr
@@ -52,6 +53,7 @@ app.add_typer(toon_cmd.student_app, name="student")
 app.add_typer(toon_cmd.export_app, name="export")
 app.add_typer(toon_cmd.eval_app, name="eval")
 app.add_typer(toon_cmd.ugatit_app, name="ugatit")
+app.add_typer(train_cmd.app, name="train")
 app.command("demo")(demo_cmd.demo)
 app.command("serve")(serve_cmd.serve)
 app.command("web")(web_cmd.web)

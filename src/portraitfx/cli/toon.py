@@ -325,3 +325,25 @@ def ugatit_translate(
     finally:
         effect.close()
     return print_report(console, source, output, kind, report, "translated")
+
+
+@export_app.command("swapnet")
+def export_swapnet_command(
+    checkpoint: Path = typer.Argument(..., help="swapnet.safetensors or a run's checkpoint.safetensors."),
+    output: Path = typer.Option(..., "--output", "-o", help="The ONNX model to write."),
+    fp16: bool = typer.Option(False, "--fp16", help="Store the weights in half precision."),
+) -> int:
+    """Export a trained swap network to ONNX for 'portraitfx swap --model', checked against PyTorch.
+
+    Example:
+
+      portraitfx export swapnet runs/swap/swapnet.safetensors -o swap.onnx
+    """
+    from portraitfx.train.swapnet.export import export_swapnet
+    from portraitfx.train.swapnet.train import load_swapnet
+
+    r = export_swapnet(load_swapnet(checkpoint), output, precision="fp16" if fp16 else "fp32")
+    typer.echo(
+        f"wrote {r['path']}: {r['bytes'] / 1e6:.2f} MB, largest difference from PyTorch {r['max_abs_diff']:.1e}"
+    )
+    return 0

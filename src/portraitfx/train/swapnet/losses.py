@@ -1,8 +1,8 @@
 """The swap network's losses (seed 004), each a plain function with a known answer (see the tests).
 
 * :func:`identity_loss`: ``1 - cos`` between the output's and the source's identity vectors;
-* :func:`reconstruction_loss`: L1 to the target, only for samples whose source is the
-  target's own person (then the right answer is the target itself);
+* :func:`reconstruction_loss`: L1 to the target for samples whose source is the
+  target's own person (then the right answer is the target itself), zero for others;
 * :func:`landmark_loss`: L1 between predicted and wanted landmarks (the morphable
   model's source-shape-with-target-expression landmarks);
 * :func:`flow_landmark_loss`: the flow, read at the wanted landmarks, must point back
@@ -40,10 +40,13 @@ def identity_loss(output_id: torch.Tensor, source_id: torch.Tensor) -> torch.Ten
 
 
 def reconstruction_loss(output: torch.Tensor, target: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
-    """L1 over the samples flagged ``same`` (bool ``(N,)``); 0 when there are none."""
-    if not bool(same.any()):
-        return output.new_zeros([])
-    return (output[same] - target[same]).abs().mean()
+    """Per-sample L1, counted for the samples flagged ``same`` (bool ``(N,)``), averaged over all samples.
+
+    (An average over every sample, not over the flagged ones: the same in one process
+    as split over several.)
+    """
+    per_sample = (output - target).abs().flatten(1).mean(1)
+    return (per_sample * same.to(per_sample.dtype)).mean()
 
 
 def landmark_loss(predicted: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
@@ -73,7 +76,7 @@ def contextual_loss(
     x: torch.Tensor, y: torch.Tensor, bandwidth: float = 0.5, eps: float = 1e-5
 ) -> torch.Tensor:
     """Contextual loss between feature maps ``(N, C, H, W)`` (compared as sets of C-vectors)."""
-    mu = y.mean(dim=(0, 2, 3), keepdim=True)
+    mu = y.mean(dim=(2, 3), keepdim=True)  # per sample (the same however a batch is split)
     xf = F.normalize((x - mu).flatten(2), dim=1)  # (N, C, P)
     yf = F.normalize((y - mu).flatten(2), dim=1)
     dist = 1 - torch.bmm(xf.transpose(1, 2), yf)  # cosine distances (N, Px, Py)

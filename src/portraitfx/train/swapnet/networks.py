@@ -99,7 +99,7 @@ def warp(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 class _Down(nn.Module):
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, 4, stride=2, padding=1)
+        self.conv = nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False)  # the norm would cancel a bias
         self.norm = nn.InstanceNorm2d(cout, affine=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,11 +170,15 @@ class SwapNet(nn.Module):
         self.to_mask = nn.Conv2d(c[0], 1, 3, padding=1)
         self.last_flow: torch.Tensor | None = None
 
-    def forward(self, target: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = target * 2 - 1
-        feats = [F.leaky_relu(self.stem(x), 0.2)]
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """The attribute encoder's features at every scale (``image`` in [0, 1]); the attribute loss compares these."""
+        feats = [F.leaky_relu(self.stem(image * 2 - 1), 0.2)]
         for down in self.down:
             feats.append(down(feats[-1]))
+        return feats
+
+    def forward(self, target: torch.Tensor, identity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.encode(target)
         flow = None
         if self.flow_head is not None:  # at 1/8: where the face's outline lives at a workable size
             f8 = feats[3]

@@ -1,0 +1,446 @@
+"""Training the swap network (seed 004), on one process or many (``torchrun``), resumable.
+
+Each step, for a batch of targets (aligned crops of the prepared data):
+
+* a source identity per target: the target's own person at ``same_rate`` (then the
+  right output is the target itself: the reconstruction loss), another person
+  otherwise;
+* augmentations (seed 004): random occluders pasted on the target (hands, mics,
+  glasses stand-ins: the network learns to keep what is in front of the face), colour
+  jitter (skin tones), small shifts (steadiness between frames);
+* the output ``final = mask * swapped + (1 - mask) * target``, and the losses of
+  :mod:`portraitfx.train.swapnet.losses`, each with its weight: identity (cosine, in
+  the space of an identity encoder), reconstruction, the flow's landmarks (the
+  morphable model's source shape with the target's expression and pose), flow
+  smoothness, attributes (the network's own encoder features of output and target),
+  contextual (skin tone), and the multi-scale hinge adversarial loss.
+
+The **identity encoder** for the loss must be differentiable; dlib's is not. By
+default a small CNN is first trained to reproduce the dlib descriptors of the
+training crops (``id_steps``, distillation), then frozen: the loss then lives in the
+same space as the identity vectors the engine feeds the network.
+
+A run folder holds ``checkpoint.safetensors`` (everything to resume), ``swapnet.safetensors``
+(the EMA network, to export), ``log.csv`` and sample sheets.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from portraitfx.errors import ConfigError, ModelError
+from portraitfx.train.distributed import ProcessGroup
+from portraitfx.train.swapnet import losses as L
+from portraitfx.train.swapnet.data import SwapData
+from portraitfx.train.swapnet.networks import SwapNet, SwapNetConfig
+
+__all__ = ["IdentityEncoder", "SwapTrainOptions", "SwapTrainer", "load_swapnet", "save_swapnet"]
+
+KIND = "portraitfx-swapnet"
+RUN_KIND = "portraitfx-swapnet-run"
+LANDMARKS = tuple(range(0, 468, 6))  # every 6th mesh point: outline, features, cheeks
+
+
+class IdentityEncoder(nn.Module):
+    """A small CNN to a 128-d unit vector (distilled from dlib's descriptors of the training crops)."""
+
+    def __init__(self, dim: int = 128, width: int = 16) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = 3
+        for i in range(5):
+            out = width * 2 ** min(i, 3)
+            # group norm, not batch norm: per sample, so a batch split over processes changes nothing
+            layers += [
+                nn.Conv2d(c, out, 3, stride=2, padding=1, bias=False),
+                nn.GroupNorm(4, out),
+                nn.LeakyReLU(0.2),
+            ]
+            c = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(c, dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` in [0, 1] -> ``(N, dim)`` unit vectors."""
+        h = self.features(image * 2 - 1)
+        return F.normalize(self.head(F.adaptive_avg_pool2d(h, 1).flatten(1)), dim=1)
+
+
+@dataclass
+class SwapTrainOptions:
+    size: int = 128
+    width: int = 16
+    max_channels: int = 256
+    flow: bool = True
+    batch: int = 4
+    lr: float = 2e-4
+    same_rate: float = 0.3
+    identity_weight: float = 10.0
+    reconstruction_weight: float = 10.0
+    flow_weight: float = 1.0
+    tv_weight: float = 0.1
+    attribute_weight: float = 1.0
+    contextual_weight: float = 0.5
+    adversarial_weight: float = 1.0
+    occlusion: float = 0.3
+    colour_jitter: float = 0.1
+    shift: float = 0.02
+    id_steps: int = 200
+    ema: float = 0.999
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.same_rate <= 1.0 or not 0.0 <= self.occlusion <= 1.0:
+            raise ConfigError("same_rate and occlusion are probabilities (0..1)")
+        self.net_config()
+
+    def net_config(self) -> SwapNetConfig:
+        return SwapNetConfig(size=self.size, width=self.width, max_channels=self.max_channels, flow=self.flow)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SwapTrainOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown swapnet training settings: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
+def save_swapnet(path: str | os.PathLike[str], net: SwapNet, *, extra: dict[str, Any] | None = None) -> Path:
+    from portraitfx.models.load import save_safetensors
+
+    tensors = {f"G.{k}": v.detach() for k, v in net.state_dict().items()}
+    meta = {"portraitfx": KIND, "config": json.dumps(net.cfg.to_dict()), "extra": json.dumps(extra or {})}
+    return save_safetensors(path, tensors, meta)
+
+
+def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
+    from safetensors import safe_open
+
+    from portraitfx.models.load import _wrong_kind, resolve_model, sniff_model_format
+
+    p = resolve_model(path)
+    kind = sniff_model_format(p)
+    if kind != "safetensors":
+        raise _wrong_kind(p, kind, "a safetensors swap network")
+    with safe_open(str(p), framework="pt") as fh:
+        return fh.metadata() or {}
+
+
+def load_swapnet(path: str | os.PathLike[str]) -> SwapNet:
+    """The network of a ``swapnet.safetensors`` or of a run's checkpoint (its EMA copy)."""
+    from portraitfx.models.load import load_safetensors
+
+    meta = _meta(path)
+    kind = meta.get("portraitfx")
+    if kind not in (KIND, RUN_KIND):
+        raise ModelError(f"'{path}' is not a portraitfx swap network")
+    tensors = load_safetensors(path)
+    prefix = "G." if kind == KIND else "G_ema."
+    cfg = SwapNetConfig.from_dict(json.loads(meta["config"]))
+    net = SwapNet(cfg)
+    net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    return net.eval()
+
+
+class SwapTrainer:
+    """See the module. ``data``: :class:`~portraitfx.train.swapnet.data.SwapData` at ``options.size``."""
+
+    def __init__(
+        self,
+        data: SwapData,
+        options: SwapTrainOptions | None = None,
+        *,
+        resume: str | os.PathLike[str] | None = None,
+        distributed: bool | None = None,
+    ) -> None:
+        from portraitfx.train.student.train import PatchDiscriminator
+        from portraitfx.train.swapnet.morphable import build_basis
+
+        self.options = o = options or SwapTrainOptions()
+        if data.size != o.size:
+            raise ConfigError(f"the data is at {data.size} px, the run at {o.size}")
+        self.group = ProcessGroup(distributed)
+        self.group.check_batch(o.batch)
+        self.data = data
+        people = np.unique(data.person)
+        self.by_person = {int(p): np.flatnonzero(data.person == p) for p in people}
+        self.basis = build_basis(data.meshes, data.person.tolist(), k_shape=min(20, len(people) - 1))
+        self.fits = [self.basis.fit(m) for m in data.meshes]
+        self.rng = torch.Generator().manual_seed(o.seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(o.seed)
+            self.G = SwapNet(o.net_config())
+            self.D = nn.ModuleList([PatchDiscriminator(32, 3), PatchDiscriminator(32, 3)])
+            self.E = IdentityEncoder(data.ids.shape[1])
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(0.0, 0.99))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(0.0, 0.99))
+        self.opt_E = torch.optim.Adam(self.E.parameters(), lr=1e-3)
+        self.step_count = 0
+        self.id_step = 0
+        self.history: list[dict[str, float]] = []
+        if resume is not None:
+            self._resume(resume)
+
+    # -- batches (every draw for the whole batch, then this process's share) -----------
+    def _indices(self) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        b, n = self.options.batch, len(self.data)
+        targets = torch.randint(0, n, (b,), generator=self.rng).numpy()
+        same = torch.rand(b, generator=self.rng) < self.options.same_rate
+        pick = torch.rand(b, generator=self.rng).numpy()
+        sources = np.empty(b, np.int64)
+        for i, t in enumerate(targets):
+            own = self.by_person[int(self.data.person[t])]
+            pool = own if bool(same[i]) else np.flatnonzero(self.data.person != self.data.person[t])
+            sources[i] = pool[min(int(pick[i] * len(pool)), len(pool) - 1)]
+        return targets, sources, same
+
+    def _augment(self, x: torch.Tensor, lm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Occluders, colour jitter and a small shift (whole-batch draws; the landmarks move with the shift)."""
+        o, b, s = self.options, x.shape[0], x.shape[-1]
+        occ = torch.rand(b, generator=self.rng) < o.occlusion
+        box = torch.rand(b, 4, generator=self.rng)
+        colour = torch.rand(b, 3, generator=self.rng)
+        gain = 1 + (torch.rand(b, 3, generator=self.rng) * 2 - 1) * o.colour_jitter
+        shift = ((torch.rand(b, 2, generator=self.rng) * 2 - 1) * o.shift * s).round()
+        out = x.clone()
+        for i in range(b):
+            if bool(occ[i]):  # a rectangle over the lower or side part of the face
+                w, h = int(s * (0.15 + 0.25 * box[i, 0])), int(s * (0.1 + 0.3 * box[i, 1]))
+                x0, y0 = int((s - w) * box[i, 2]), int(s * 0.45 + (s * 0.55 - h) * box[i, 3])
+                out[i, :, y0 : y0 + h, x0 : x0 + w] = colour[i][:, None, None]
+        out = (out * gain[:, :, None, None]).clamp(0, 1)
+        dx, dy = shift[:, 0], shift[:, 1]
+        out = torch.stack([torch.roll(out[i], (int(dy[i]), int(dx[i])), dims=(1, 2)) for i in range(b)])
+        return out, lm + shift[:, None, :]
+
+    def _batch(self) -> dict[str, torch.Tensor]:
+        t_idx, s_idx, same = self._indices()
+        d = self.data
+        target = torch.from_numpy(d.crops[t_idx]).permute(0, 3, 1, 2).float() / 255
+        lm_t = torch.from_numpy(d.meshes[t_idx][:, LANDMARKS, :2]).float()
+        wanted = np.stack(
+            [
+                self.basis.combine(self.fits[s], self.fits[t])[LANDMARKS, :2]
+                for s, t in zip(s_idx, t_idx, strict=True)
+            ]
+        )
+        target, lm_t = self._augment(target, lm_t)
+        shift = lm_t - torch.from_numpy(d.meshes[t_idx][:, LANDMARKS, :2]).float()
+        batch = {
+            "target": target,
+            "identity": torch.from_numpy(d.ids[s_idx]),
+            "same": same,
+            "landmarks": lm_t,
+            "wanted": torch.from_numpy(wanted).float() + shift,
+        }
+        return {k: self.group.share(v) for k, v in batch.items()}
+
+    # -- the identity encoder (distilled from dlib) ----------------------------------------
+    def train_identity(self, steps: int | None = None) -> float:
+        """Fit :class:`IdentityEncoder` to the crops' dlib descriptors; returns the final mean cosine."""
+        steps = self.options.id_steps if steps is None else steps
+        cos = 0.0
+        self.E.train()
+        while self.id_step < steps:
+            idx = torch.randint(0, len(self.data), (max(self.options.batch, 8),), generator=self.rng).numpy()
+            x = torch.from_numpy(self.data.crops[idx]).permute(0, 3, 1, 2).float() / 255
+            want = torch.from_numpy(self.data.ids[idx])
+            x, want = self.group.share(x), self.group.share(want)
+            sim = F.cosine_similarity(self.E(x), want, dim=1)
+            loss = (1 - sim).mean()
+            self.opt_E.zero_grad(set_to_none=True)
+            loss.backward()
+            self.group.sync_grads(self.E)
+            self.opt_E.step()
+            (cos,) = self.group.mean(sim.detach().mean())
+            self.id_step += 1
+        self.E.eval().requires_grad_(False)
+        return cos
+
+    # -- one step -----------------------------------------------------------------------
+    def step(self) -> dict[str, float]:
+        o = self.options
+        if self.id_step < o.id_steps:
+            self.train_identity()
+        b = self._batch()
+        target, identity = b["target"], b["identity"]
+        # discriminators
+        with torch.no_grad():
+            out, mask = self.G(target, identity)
+            fake = mask * out + (1 - mask) * target
+        loss_d = L.hinge_d(self._judge(target), self._judge(fake))
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.group.sync_grads(self.D)
+        self.opt_D.step()
+        # generator
+        out, mask = self.G(target, identity)
+        final = mask * out + (1 - mask) * target
+        terms: dict[str, torch.Tensor] = {
+            "identity": L.identity_loss(self.E(final), identity),
+            "reconstruction": L.reconstruction_loss(final, target, b["same"]),
+            "attribute": L.attribute_loss(
+                self.G.encode(final)[1:], [f.detach() for f in self.G.encode(target)[1:]]
+            ),
+            "contextual": L.contextual_loss(self.G.encode(final)[2], self.G.encode(target)[2].detach()),
+            "adversarial": L.hinge_g(self._judge(final)),
+        }
+        flow = self.G.flow_pixels()
+        if flow is not None:
+            terms["flow"] = L.flow_landmark_loss(flow, b["wanted"], b["landmarks"])
+            terms["tv"] = L.tv_loss(flow)
+        weights = {"identity": o.identity_weight, "reconstruction": o.reconstruction_weight, "flow": o.flow_weight,
+                   "tv": o.tv_weight, "attribute": o.attribute_weight, "contextual": o.contextual_weight,
+                   "adversarial": o.adversarial_weight}  # fmt: skip
+        loss = sum((weights[k] * v for k, v in terms.items()), start=target.new_zeros([]))
+        self.opt_G.zero_grad(set_to_none=True)
+        loss.backward()
+        self.group.sync_grads(self.G)
+        self.opt_G.step()
+        with torch.no_grad():
+            for pe, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
+                pe.lerp_(p, 1 - o.ema)
+        self.step_count += 1
+        keys = sorted(terms)
+        values = self.group.mean(loss_d.detach(), loss.detach(), *(terms[k].detach() for k in keys))
+        return {"d": values[0], "total": values[1], **dict(zip(keys, values[2:], strict=True))}
+
+    def _judge(self, image: torch.Tensor) -> list[torch.Tensor]:
+        x = image * 2 - 1
+        return [self.D[0](x), self.D[1](F.avg_pool2d(x, 2))]
+
+    # -- runs -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        from portraitfx.models.load import save_safetensors
+
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
+            tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
+        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
+            for idx, st in opt.state_dict()["state"].items():
+                for key in ("step", "exp_avg", "exp_avg_sq"):
+                    value = st[key]
+                    tensors[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors["rng"] = self.rng.get_state()
+        meta = {
+            "portraitfx": RUN_KIND,
+            "config": json.dumps(self.G.cfg.to_dict()),
+            "options": json.dumps(asdict(self.options)),
+            "state": json.dumps(
+                {"step": self.step_count, "id_step": self.id_step, "history": self.history[-500:]}
+            ),
+        }
+        return save_safetensors(path, tensors, meta)
+
+    def _resume(self, path: str | os.PathLike[str]) -> None:
+        from portraitfx.models.load import load_safetensors
+
+        meta = _meta(path)
+        if meta.get("portraitfx") != RUN_KIND:
+            raise ModelError(f"'{path}' is not a swapnet training checkpoint")
+        tensors = load_safetensors(path)
+        for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
+            net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
+            sd = opt.state_dict()
+            sd["state"] = {
+                idx: {k: tensors[f"{name}.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
+                for idx in sd["param_groups"][0]["params"]
+                if f"{name}.{idx}.exp_avg" in tensors
+            }
+            opt.load_state_dict(sd)
+        state = json.loads(meta["state"])
+        self.step_count, self.id_step, self.history = (
+            int(state["step"]),
+            int(state["id_step"]),
+            state["history"],
+        )
+        self.rng.set_state(tensors["rng"])
+        if self.id_step >= self.options.id_steps:
+            self.E.eval().requires_grad_(False)
+
+    def train(
+        self,
+        steps: int,
+        run_dir: str | os.PathLike[str] | None = None,
+        *,
+        log_every: int = 50,
+        progress: bool = False,
+    ) -> list[dict[str, float]]:
+        """Train until ``steps`` in total (a resumed run continues); process 0 writes the run folder."""
+        from tqdm import tqdm
+
+        folder = Path(run_dir) if run_dir is not None and self.group.main else None
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+        totals: dict[str, float] = {}
+        count, t0 = 0, time.perf_counter()
+        bar = tqdm(total=steps, initial=min(self.step_count, steps), unit="step", leave=False,
+                   disable=not (progress and self.group.main))  # fmt: skip
+        with bar:
+            while self.step_count < steps:
+                for k, v in self.step().items():
+                    totals[k] = totals.get(k, 0.0) + v
+                count += 1
+                bar.update(1)
+                if self.step_count % log_every == 0 or self.step_count == steps:
+                    line = {"step": self.step_count, "seconds": round(time.perf_counter() - t0, 1)}
+                    line.update({k: round(v / count, 5) for k, v in totals.items()})
+                    self.history.append(line)
+                    totals, count = {}, 0
+                    if folder is not None:
+                        self._log(folder, line)
+                        self.save(folder / "checkpoint.safetensors")
+                        save_swapnet(
+                            folder / "swapnet.safetensors", self.G_ema, extra={"step": self.step_count}
+                        )
+        return self.history
+
+    def _log(self, folder: Path, line: dict[str, float]) -> None:
+        path = folder / "log.csv"
+        new = not path.exists()
+        with open(path, "a", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(line))
+            if new:
+                writer.writeheader()
+            writer.writerow(line)
+        self._sheet(folder / f"samples-{self.step_count:07d}.png")
+
+    @torch.no_grad()
+    def _sheet(self, path: Path) -> None:
+        """Rows: targets, sources, swaps (the EMA network), for four fixed pairs."""
+        from portraitfx.io.images import save_image
+        from portraitfx.train.stylegan.networks import grid
+
+        d = self.data
+        rng = np.random.default_rng(0)
+        targets = rng.choice(len(d), 4, replace=len(d) < 4)
+        sources = np.array([rng.choice(np.flatnonzero(d.person != d.person[t])) for t in targets])
+        x = torch.from_numpy(d.crops[targets]).permute(0, 3, 1, 2).float() / 255
+        out, mask = self.G_ema(x, torch.from_numpy(d.ids[sources]))
+        swapped = (
+            ((mask * out + (1 - mask) * x) * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        )
+        rows = np.concatenate([d.crops[targets], d.crops[sources], swapped.numpy()])
+        save_image(path, grid(rows, columns=4))
+
+
+def options_from_run(path: str | os.PathLike[str]) -> SwapTrainOptions:
+    meta = _meta(path)
+    if meta.get("portraitfx") != RUN_KIND:
+        raise ModelError(f"'{path}' is not a swapnet training checkpoint")
+    return SwapTrainOptions.from_dict(json.loads(meta["options"]))
