@@ -140,3 +140,7 @@ def test_cli_config_errors_and_export_into_the_swap_command(faces, tmp_path, cap
     code = main(["swap", str(data_dir / "obama.jpg"), "-s", str(data_dir / "biden.jpg"), "--model", str(model),
                  "-o", str(out), "-q"])  # fmt: skip
     assert code == 0 and out.is_file()
+    # one table for the model-free swap and the learned one
+    assert main(["eval", "swap", "--photos", str(faces[0]), "-m", str(model), "--clip-frames", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "| model-free | 6 | 1.00 |" in table and "| swap.onnx | 6 |" in table

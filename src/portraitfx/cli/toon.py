@@ -347,3 +347,29 @@ def export_swapnet_command(
         f"wrote {r['path']}: {r['bytes'] / 1e6:.2f} MB, largest difference from PyTorch {r['max_abs_diff']:.1e}"
     )
     return 0
+
+
+@eval_app.command("swap")
+def eval_swap(
+    photos: Path = typer.Option(
+        ..., "--photos", help="Photos of several people (sub-folders per person, or name_*.jpg)."
+    ),
+    model: list[Path] = typer.Option(
+        [], "--model", "-m", help="A learned swapper (ONNX) to compare; repeatable."
+    ),
+    clip_frames: int = typer.Option(
+        12, "--clip-frames", min=0, help="Frames of the flicker clip (0: no flicker)."
+    ),
+) -> int:
+    """One table for the model-free swap and learned swappers: identity retrieval, pose, expression, flicker.
+
+    Example:
+
+      portraitfx eval swap --photos people/ -m runs/swap/swap.onnx
+    """
+    from portraitfx.metrics.swap import evaluate_swap, format_swap_table
+
+    rows = [evaluate_swap(photos, clip_frames=clip_frames)]
+    rows += [evaluate_swap(photos, model=m, clip_frames=clip_frames) for m in model]
+    typer.echo(format_swap_table(rows))
+    return 0

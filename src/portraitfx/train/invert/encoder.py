@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, ModelError
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors
 from portraitfx.train.stylegan.networks import Generator, GeneratorConfig
 
 __all__ = [
@@ -336,13 +337,7 @@ class EncoderTrainer:
         if "rng" not in tensors:
             self._fine_tune = True  # a bare encoder: fine-tune it from step 0, with the offsets it has
             return
-        sd = self.opt.state_dict()
-        state = {}
-        for idx in sd["param_groups"][0]["params"]:
-            if f"opt.{idx}.exp_avg" in tensors:
-                state[idx] = {k: tensors[f"opt.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
-        sd["state"] = state
-        self.opt.load_state_dict(sd)
+        load_optimiser("opt", self.opt, tensors)
         extra = json.loads(meta.get("extra", "{}"))
         self.step_count = int(extra.get("step", 0))
         self.history = list(extra.get("history", []))
@@ -452,10 +447,7 @@ class EncoderTrainer:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """The encoder with its optimiser, random state and step (resumable)."""
         extra: dict[str, torch.Tensor] = {"rng": self.rng.get_state()}
-        for idx, st in self.opt.state_dict()["state"].items():
-            for key in ("step", "exp_avg", "exp_avg_sq"):
-                value = st[key]
-                extra[f"opt.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        extra.update(optimiser_tensors("opt", self.opt))
         return save_encoder(
             path,
             self.E,

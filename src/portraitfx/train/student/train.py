@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, InputError, ModelError
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
 from portraitfx.train.student.network import KIND, Student, StudentConfig
 
 __all__ = [
@@ -167,16 +168,7 @@ def save_student(path: str | os.PathLike[str], net: Student, *, extra: dict[str,
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
-    from safetensors import safe_open
-
-    from portraitfx.models.load import _wrong_kind, resolve_model, sniff_model_format
-
-    p = resolve_model(path)
-    kind = sniff_model_format(p)
-    if kind != "safetensors":
-        raise _wrong_kind(p, kind, "a safetensors student")
-    with safe_open(str(p), framework="pt") as fh:
-        return fh.metadata() or {}
+    return read_metadata(path, "a safetensors student")
 
 
 def load_student(path: str | os.PathLike[str]) -> Student:
@@ -290,10 +282,7 @@ class StudentTrainer:
         tensors = {f"S.{k}": v.detach() for k, v in self.S.state_dict().items()}
         tensors.update({f"D.{k}": v.detach() for k, v in self.D.state_dict().items()})
         for name, opt in (("opt_S", self.opt_S), ("opt_D", self.opt_D)):
-            for idx, st in opt.state_dict()["state"].items():
-                for key in ("step", "exp_avg", "exp_avg_sq"):
-                    value = st[key]
-                    tensors[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors.update(optimiser_tensors(name, opt))
         tensors["rng"] = self.rng.get_state()
         meta = {
             "portraitfx": RUN_KIND,
@@ -313,13 +302,7 @@ class StudentTrainer:
         self.S.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("S.")})
         self.D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
         for name, opt in (("opt_S", self.opt_S), ("opt_D", self.opt_D)):
-            sd = opt.state_dict()
-            sd["state"] = {
-                idx: {k: tensors[f"{name}.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
-                for idx in sd["param_groups"][0]["params"]
-                if f"{name}.{idx}.exp_avg" in tensors
-            }
-            opt.load_state_dict(sd)
+            load_optimiser(name, opt, tensors)
         state = json.loads(meta["state"])
         self.step_count, self.history = int(state["step"]), list(state["history"])
         self.rng.set_state(tensors["rng"])

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors
 from portraitfx.train.distributed import ProcessGroup, init_distributed
 from portraitfx.train.stylegan.augment import AdaptiveAugment, augment
 from portraitfx.train.stylegan.networks import (
@@ -416,19 +417,7 @@ class Trainer:
 
     def _load_optimisers(self, tensors: dict[str, torch.Tensor]) -> None:
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            sd = opt.state_dict()
-            params = sd["param_groups"][0]["params"]
-            state = {}
-            for idx in params:
-                key = f"{name}.{idx}."
-                if f"{key}exp_avg" in tensors:
-                    state[idx] = {
-                        "step": tensors[f"{key}step"].clone(),
-                        "exp_avg": tensors[f"{key}exp_avg"].clone(),
-                        "exp_avg_sq": tensors[f"{key}exp_avg_sq"].clone(),
-                    }
-            sd["state"] = state
-            opt.load_state_dict(sd)
+            load_optimiser(name, opt, tensors)
 
     def _freeze(self) -> None:
         o = self.options
@@ -579,11 +568,7 @@ class Trainer:
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D)):
             tensors.update({prefix + k: v.detach().cpu() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            for idx, st in opt.state_dict()["state"].items():
-                for key in ("step", "exp_avg", "exp_avg_sq"):
-                    value = st[key]
-                    value = value if torch.is_tensor(value) else torch.tensor(value)
-                    tensors[f"{name}.{idx}.{key}"] = value.detach().cpu()
+            tensors.update(optimiser_tensors(name, opt))
         tensors["rng.cpu"] = self.rng.get_state()
         meta = {
             "portraitfx": KIND,

@@ -13,7 +13,8 @@ Each step, for a batch of targets (aligned crops of the prepared data):
   the space of an identity encoder), reconstruction, the flow's landmarks (the
   morphable model's source shape with the target's expression and pose), flow
   smoothness, attributes (the network's own encoder features of output and target),
-  contextual (skin tone), and the multi-scale hinge adversarial loss.
+  contextual (skin tone), the multi-scale hinge adversarial loss, and the paste
+  mask against the target's face region (else it learns to paste nothing).
 
 The **identity encoder** for the loss must be differentiable; dlib's is not. By
 default a small CNN is first trained to reproduce the dlib descriptors of the
@@ -41,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, ModelError
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
 from portraitfx.train.distributed import ProcessGroup
 from portraitfx.train.swapnet import losses as L
 from portraitfx.train.swapnet.data import SwapData
@@ -94,6 +96,7 @@ class SwapTrainOptions:
     attribute_weight: float = 1.0
     contextual_weight: float = 0.5
     adversarial_weight: float = 1.0
+    mask_weight: float = 1.0
     occlusion: float = 0.3
     colour_jitter: float = 0.1
     shift: float = 0.02
@@ -127,16 +130,7 @@ def save_swapnet(path: str | os.PathLike[str], net: SwapNet, *, extra: dict[str,
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
-    from safetensors import safe_open
-
-    from portraitfx.models.load import _wrong_kind, resolve_model, sniff_model_format
-
-    p = resolve_model(path)
-    kind = sniff_model_format(p)
-    if kind != "safetensors":
-        raise _wrong_kind(p, kind, "a safetensors swap network")
-    with safe_open(str(p), framework="pt") as fh:
-        return fh.metadata() or {}
+    return read_metadata(path, "a safetensors swap network")
 
 
 def load_swapnet(path: str | os.PathLike[str]) -> SwapNet:
@@ -238,16 +232,32 @@ class SwapTrainer:
                 for s, t in zip(s_idx, t_idx, strict=True)
             ]
         )
+        region = torch.from_numpy(np.stack([self._face_region(int(t)) for t in t_idx]))[:, None]
         target, lm_t = self._augment(target, lm_t)
         shift = lm_t - torch.from_numpy(d.meshes[t_idx][:, LANDMARKS, :2]).float()
+        region = torch.stack([torch.roll(region[i], (int(shift[i, 0, 1]), int(shift[i, 0, 0])), dims=(1, 2))
+                              for i in range(len(region))])  # fmt: skip
         batch = {
             "target": target,
             "identity": torch.from_numpy(d.ids[s_idx]),
             "same": same,
             "landmarks": lm_t,
             "wanted": torch.from_numpy(wanted).float() + shift,
+            "region": region,
         }
         return {k: self.group.share(v) for k, v in batch.items()}
+
+    def _face_region(self, index: int) -> np.ndarray:
+        """The face (with forehead) of sample ``index`` as a float mask in crop pixels (cached)."""
+        cache = self.__dict__.setdefault("_regions", {})
+        if index not in cache:
+            from portraitfx.face.regions import region_mask
+
+            s = self.options.size
+            cache[index] = region_mask(
+                (s, s), self.data.meshes[index][:, :2], "face_forehead", forehead=0.2
+            ).astype(np.float32)
+        return cache[index]
 
     # -- the identity encoder (distilled from dlib) ----------------------------------------
     def train_identity(self, steps: int | None = None) -> float:
@@ -298,6 +308,8 @@ class SwapTrainer:
             ),
             "contextual": L.contextual_loss(self.G.encode(final)[2], self.G.encode(target)[2].detach()),
             "adversarial": L.hinge_g(self._judge(final)),
+            # the paste mask covers the face: without this it can learn to paste nothing at all
+            "mask": F.binary_cross_entropy(mask.clamp(1e-4, 1 - 1e-4), b["region"]),
         }
         flow = self.G.flow_pixels()
         if flow is not None:
@@ -305,7 +317,7 @@ class SwapTrainer:
             terms["tv"] = L.tv_loss(flow)
         weights = {"identity": o.identity_weight, "reconstruction": o.reconstruction_weight, "flow": o.flow_weight,
                    "tv": o.tv_weight, "attribute": o.attribute_weight, "contextual": o.contextual_weight,
-                   "adversarial": o.adversarial_weight}  # fmt: skip
+                   "adversarial": o.adversarial_weight, "mask": o.mask_weight}  # fmt: skip
         loss = sum((weights[k] * v for k, v in terms.items()), start=target.new_zeros([]))
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
@@ -331,10 +343,7 @@ class SwapTrainer:
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
             tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
-            for idx, st in opt.state_dict()["state"].items():
-                for key in ("step", "exp_avg", "exp_avg_sq"):
-                    value = st[key]
-                    tensors[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors.update(optimiser_tensors(name, opt))
         tensors["rng"] = self.rng.get_state()
         meta = {
             "portraitfx": RUN_KIND,
@@ -356,13 +365,7 @@ class SwapTrainer:
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
             net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
-            sd = opt.state_dict()
-            sd["state"] = {
-                idx: {k: tensors[f"{name}.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
-                for idx in sd["param_groups"][0]["params"]
-                if f"{name}.{idx}.exp_avg" in tensors
-            }
-            opt.load_state_dict(sd)
+            load_optimiser(name, opt, tensors)
         state = json.loads(meta["state"])
         self.step_count, self.id_step, self.history = (
             int(state["step"]),

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
 from portraitfx.train.ugatit.networks import Discriminator, Generator, UGATITConfig
 
 __all__ = [
@@ -131,16 +132,7 @@ def save_generator(
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
-    from safetensors import safe_open
-
-    from portraitfx.models.load import _wrong_kind, resolve_model, sniff_model_format
-
-    p = resolve_model(path)
-    kind = sniff_model_format(p)
-    if kind != "safetensors":
-        raise _wrong_kind(p, kind, "a safetensors U-GAT-IT generator")
-    with safe_open(str(p), framework="pt") as fh:
-        return fh.metadata() or {}
+    return read_metadata(path, "a safetensors U-GAT-IT generator")
 
 
 def load_generator(path: str | os.PathLike[str]) -> Generator:
@@ -332,10 +324,7 @@ class UGATITTrainer:
         ):
             tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            for idx, st in opt.state_dict()["state"].items():
-                for key in ("step", "exp_avg", "exp_avg_sq"):
-                    value = st[key]
-                    tensors[f"{name}.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+            tensors.update(optimiser_tensors(name, opt))
         tensors["rng"] = self.rng.get_state()
         meta = {
             "portraitfx": RUN_KIND,
@@ -359,13 +348,7 @@ class UGATITTrainer:
         ):
             net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            sd = opt.state_dict()
-            sd["state"] = {
-                idx: {k: tensors[f"{name}.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
-                for idx in sd["param_groups"][0]["params"]
-                if f"{name}.{idx}.exp_avg" in tensors
-            }
-            opt.load_state_dict(sd)
+            load_optimiser(name, opt, tensors)
         state = json.loads(meta["state"])
         self.step_count, self.history = int(state["step"]), list(state["history"])
         self.rng.set_state(tensors["rng"])

@@ -1,0 +1,47 @@
+"""Pieces every trainer's safetensors checkpoints share: the header, and optimiser state as tensors."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+__all__ = ["load_optimiser", "optimiser_tensors", "read_metadata"]
+
+
+def read_metadata(path: str | os.PathLike[str], what: str) -> dict[str, str]:
+    """The header of a safetensors file; anything else (a pickle above all) is refused as not ``what``."""
+    from safetensors import safe_open
+
+    from portraitfx.models.load import _wrong_kind, resolve_model, sniff_model_format
+
+    p = resolve_model(path)
+    kind = sniff_model_format(p)
+    if kind != "safetensors":
+        raise _wrong_kind(p, kind, what)
+    with safe_open(str(p), framework="pt") as fh:
+        return fh.metadata() or {}
+
+
+def optimiser_tensors(name: str, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Adam's state as ``{name.INDEX.step|exp_avg|exp_avg_sq: tensor}`` (on the CPU)."""
+    out: dict[str, torch.Tensor] = {}
+    for idx, st in opt.state_dict()["state"].items():
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            value: Any = st[key]
+            value = value if torch.is_tensor(value) else torch.tensor(value)
+            out[f"{name}.{idx}.{key}"] = value.detach().cpu()
+    return out
+
+
+def load_optimiser(name: str, opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
+    """Put back what :func:`optimiser_tensors` saved (parameters without saved state start fresh)."""
+    sd = opt.state_dict()
+    sd["state"] = {
+        idx: {k: tensors[f"{name}.{idx}.{k}"].clone() for k in ("step", "exp_avg", "exp_avg_sq")}
+        for group in sd["param_groups"]
+        for idx in group["params"]
+        if f"{name}.{idx}.exp_avg" in tensors
+    }
+    opt.load_state_dict(sd)
