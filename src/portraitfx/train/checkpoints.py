@@ -45,3 +45,54 @@ def load_optimiser(name: str, opt: torch.optim.Optimizer, tensors: dict[str, tor
         if f"{name}.{idx}.exp_avg" in tensors
     }
     opt.load_state_dict(sd)
+
+
+def save_network(
+    path: str | os.PathLike[str],
+    net: torch.nn.Module,
+    *,
+    kind: str,
+    prefix: str,
+    config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Any:
+    """A network's weights (``prefix.*``) with its kind and shape in the header, atomically."""
+    import json
+
+    from portraitfx.models.load import save_safetensors
+
+    tensors = {f"{prefix}.{k}": v.detach() for k, v in net.state_dict().items()}
+    meta = {"portraitfx": kind, "config": json.dumps(config), "extra": json.dumps(extra or {})}
+    return save_safetensors(path, tensors, meta)
+
+
+def load_network(
+    path: str | os.PathLike[str],
+    build: Any,
+    *,
+    kinds: dict[str, str],
+    what: str,
+) -> torch.nn.Module:
+    """Rebuild a network saved by :func:`save_network` (or kept in a run's checkpoint).
+
+    ``build``: the config dict -> an untrained network; ``kinds``: header kind -> the
+    prefix its weights have in such a file.
+    """
+    import json
+
+    from portraitfx.errors import ModelError
+    from portraitfx.models.load import load_safetensors
+
+    meta = read_metadata(path, f"a safetensors {what}")
+    prefix = kinds.get(meta.get("portraitfx", ""))
+    if prefix is None:
+        raise ModelError(f"'{path}' is not a portraitfx {what}")
+    net = build(json.loads(meta["config"]))
+    tensors = load_safetensors(path)
+    try:
+        net.load_state_dict(
+            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        )
+    except RuntimeError as err:
+        raise ModelError(f"'{path}' does not fit its own {what} config: {str(err).splitlines()[0]}") from err
+    return net.eval()

@@ -35,7 +35,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, InputError, ModelError
-from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
+from portraitfx.train.checkpoints import (
+    load_network,
+    load_optimiser,
+    optimiser_tensors,
+    read_metadata,
+    save_network,
+)
 from portraitfx.train.student.network import KIND, Student, StudentConfig
 
 __all__ = [
@@ -160,11 +166,7 @@ class PatchDiscriminator(nn.Module):
 
 def save_student(path: str | os.PathLike[str], net: Student, *, extra: dict[str, Any] | None = None) -> Path:
     """The student's weights and shape as safetensors (atomic)."""
-    from portraitfx.models.load import save_safetensors
-
-    tensors = {f"S.{k}": v.detach() for k, v in net.state_dict().items()}
-    meta = {"portraitfx": KIND, "config": json.dumps(net.cfg.to_dict()), "extra": json.dumps(extra or {})}
-    return save_safetensors(path, tensors, meta)
+    return save_network(path, net, kind=KIND, prefix="S", config=net.cfg.to_dict(), extra=extra)
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -173,18 +175,8 @@ def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def load_student(path: str | os.PathLike[str]) -> Student:
     """A student saved by :func:`save_student` or the student of a run's checkpoint."""
-    from portraitfx.models.load import load_safetensors
-
-    meta = _meta(path)
-    if meta.get("portraitfx") not in (KIND, RUN_KIND):
-        raise ModelError(f"'{path}' is not a portraitfx student (no '{KIND}' header)")
-    net = Student(StudentConfig.from_dict(json.loads(meta["config"])))
-    tensors = load_safetensors(path)
-    try:
-        net.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("S.")})
-    except RuntimeError as err:
-        raise ModelError(f"'{path}' does not fit its own student config: {str(err).splitlines()[0]}") from err
-    return net.eval()
+    build = lambda cfg: Student(StudentConfig.from_dict(cfg))  # noqa: E731
+    return load_network(path, build, kinds={KIND: "S", RUN_KIND: "S"}, what="student")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- training

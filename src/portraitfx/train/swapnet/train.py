@@ -42,7 +42,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, ModelError
-from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
+from portraitfx.train.checkpoints import (
+    load_network,
+    load_optimiser,
+    optimiser_tensors,
+    read_metadata,
+    save_network,
+)
 from portraitfx.train.distributed import ProcessGroup
 from portraitfx.train.swapnet import losses as L
 from portraitfx.train.swapnet.data import SwapData
@@ -122,11 +128,7 @@ class SwapTrainOptions:
 
 
 def save_swapnet(path: str | os.PathLike[str], net: SwapNet, *, extra: dict[str, Any] | None = None) -> Path:
-    from portraitfx.models.load import save_safetensors
-
-    tensors = {f"G.{k}": v.detach() for k, v in net.state_dict().items()}
-    meta = {"portraitfx": KIND, "config": json.dumps(net.cfg.to_dict()), "extra": json.dumps(extra or {})}
-    return save_safetensors(path, tensors, meta)
+    return save_network(path, net, kind=KIND, prefix="G", config=net.cfg.to_dict(), extra=extra)
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -135,18 +137,8 @@ def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def load_swapnet(path: str | os.PathLike[str]) -> SwapNet:
     """The network of a ``swapnet.safetensors`` or of a run's checkpoint (its EMA copy)."""
-    from portraitfx.models.load import load_safetensors
-
-    meta = _meta(path)
-    kind = meta.get("portraitfx")
-    if kind not in (KIND, RUN_KIND):
-        raise ModelError(f"'{path}' is not a portraitfx swap network")
-    tensors = load_safetensors(path)
-    prefix = "G." if kind == KIND else "G_ema."
-    cfg = SwapNetConfig.from_dict(json.loads(meta["config"]))
-    net = SwapNet(cfg)
-    net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-    return net.eval()
+    build = lambda cfg: SwapNet(SwapNetConfig.from_dict(cfg))  # noqa: E731
+    return load_network(path, build, kinds={KIND: "G", RUN_KIND: "G_ema"}, what="swap network")  # type: ignore[return-value]
 
 
 class SwapTrainer:

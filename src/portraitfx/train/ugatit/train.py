@@ -33,7 +33,13 @@ import torch
 import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
-from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
+from portraitfx.train.checkpoints import (
+    load_network,
+    load_optimiser,
+    optimiser_tensors,
+    read_metadata,
+    save_network,
+)
 from portraitfx.train.ugatit.networks import Discriminator, Generator, UGATITConfig
 
 __all__ = [
@@ -124,11 +130,7 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
 def save_generator(
     path: str | os.PathLike[str], g: Generator, *, extra: dict[str, Any] | None = None
 ) -> Path:
-    from portraitfx.models.load import save_safetensors
-
-    tensors = {f"G.{k}": v.detach() for k, v in g.state_dict().items()}
-    meta = {"portraitfx": KIND, "config": json.dumps(g.cfg.to_dict()), "extra": json.dumps(extra or {})}
-    return save_safetensors(path, tensors, meta)
+    return save_network(path, g, kind=KIND, prefix="G", config=g.cfg.to_dict(), extra=extra)
 
 
 def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -137,18 +139,8 @@ def _meta(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def load_generator(path: str | os.PathLike[str]) -> Generator:
     """A generator saved by :func:`save_generator` (A -> B, the EMA copy)."""
-    from portraitfx.models.load import load_safetensors
-
-    meta = _meta(path)
-    if meta.get("portraitfx") != KIND:
-        raise ModelError(f"'{path}' is not a portraitfx U-GAT-IT generator")
-    g = Generator(UGATITConfig.from_dict(json.loads(meta["config"])))
-    tensors = load_safetensors(path)
-    try:
-        g.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("G.")})
-    except RuntimeError as err:
-        raise ModelError(f"'{path}' does not fit its own config: {str(err).splitlines()[0]}") from err
-    return g.eval()
+    build = lambda cfg: Generator(UGATITConfig.from_dict(cfg))  # noqa: E731
+    return load_network(path, build, kinds={KIND: "G"}, what="U-GAT-IT generator")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- training
