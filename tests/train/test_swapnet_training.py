@@ -144,3 +144,15 @@ def test_cli_config_errors_and_export_into_the_swap_command(faces, tmp_path, cap
     assert main(["eval", "swap", "--photos", str(faces[0]), "-m", str(model), "--clip-frames", "3"]) == 0
     table = capsys.readouterr().out
     assert "| model-free | 6 | 1.00 |" in table and "| swap.onnx | 6 |" in table
+
+
+def test_bf16_steps_and_device_checks(faces):
+    d = load_swap_data(faces[1])
+    t = SwapTrainer(d, SwapTrainOptions(**TINY), precision="bf16", device="cpu")
+    logs = [t.step() for _ in range(2)]
+    assert all(np.isfinite(v) for v in logs[-1].values())
+    with pytest.raises(ConfigError, match="precision"):
+        SwapTrainer(d, SwapTrainOptions(**TINY), precision="fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA"):
+            SwapTrainer(d, SwapTrainOptions(**TINY), device="cuda")

@@ -17,7 +17,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-CONFIG_KEYS = {"data", "output", "steps", "augment", "log_every", "options"}
+CONFIG_KEYS = {"data", "output", "steps", "augment", "log_every", "options", "device", "precision"}
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -71,6 +71,8 @@ def swapnet(
       steps: 200000
       augment: 2              # augmented copies per photo when preparing
       options: {size: 256, batch: 8, same_rate: 0.3}
+      device: cuda            # default: this process's GPU if any
+      precision: bf16
 
     Examples:
 
@@ -106,7 +108,8 @@ def swapnet(
 
             dist.barrier()
     data = load_swap_data(prepared)
-    trainer = SwapTrainer(data, options, resume=checkpoint if checkpoint.is_file() else None)
+    trainer = SwapTrainer(data, options, resume=checkpoint if checkpoint.is_file() else None,
+                          device=config.get("device"), precision=str(config.get("precision", "fp32")))  # fmt: skip
     if rank == 0 and checkpoint.is_file():
         typer.echo(f"resuming {checkpoint} at step {trainer.step_count}")
     history = trainer.train(int(config.get("steps", 10000)), out, log_every=int(config.get("log_every", 100)),

@@ -16,6 +16,9 @@ Each step, for a batch of targets (aligned crops of the prepared data):
   contextual (skin tone), the multi-scale hinge adversarial loss, and the paste
   mask against the target's face region (else it learns to paste nothing).
 
+``device`` (a GPU by default when there is one) and ``precision="bf16"`` (the networks'
+passes under autocast, the losses in fp32) suit GPUs.
+
 The **identity encoder** for the loss must be differentiable; dlib's is not. By
 default a small CNN is first trained to reproduce the dlib descriptors of the
 training crops (``id_steps``, distillation), then frozen: the loss then lives in the
@@ -151,14 +154,21 @@ class SwapTrainer:
         *,
         resume: str | os.PathLike[str] | None = None,
         distributed: bool | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "fp32",
     ) -> None:
         from portraitfx.train.student.train import PatchDiscriminator
+        from portraitfx.train.stylegan.train import _resolve_device
         from portraitfx.train.swapnet.morphable import build_basis
 
         self.options = o = options or SwapTrainOptions()
         if data.size != o.size:
             raise ConfigError(f"the data is at {data.size} px, the run at {o.size}")
-        self.group = ProcessGroup(distributed)
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.device = _resolve_device(device)
+        self.precision = precision
+        self.group = ProcessGroup(distributed, self.device)
         self.group.check_batch(o.batch)
         self.data = data
         people = np.unique(data.person)
@@ -171,6 +181,8 @@ class SwapTrainer:
             self.G = SwapNet(o.net_config())
             self.D = nn.ModuleList([PatchDiscriminator(32, 3), PatchDiscriminator(32, 3)])
             self.E = IdentityEncoder(data.ids.shape[1])
+        for net in (self.G, self.D, self.E):
+            net.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(0.0, 0.99))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(0.0, 0.99))
@@ -274,6 +286,10 @@ class SwapTrainer:
         return cos
 
     # -- one step -----------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        """bf16 autocast for the networks' passes (the losses are computed in fp32)."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
     def step(self) -> dict[str, float]:
         o = self.options
         if self.id_step < o.id_steps:
@@ -281,29 +297,38 @@ class SwapTrainer:
         b = self._batch()
         target, identity = b["target"], b["identity"]
         # discriminators
-        with torch.no_grad():
+        with torch.no_grad(), self._autocast():
             out, mask = self.G(target, identity)
-            fake = mask * out + (1 - mask) * target
-        loss_d = L.hinge_d(self._judge(target), self._judge(fake))
+            fake = (mask * out + (1 - mask) * target).float()
+        with self._autocast():
+            real_scores, fake_scores = self._judge(target), self._judge(fake)
+        loss_d = L.hinge_d([r.float() for r in real_scores], [f.float() for f in fake_scores])
         self.opt_D.zero_grad(set_to_none=True)
         loss_d.backward()
         self.group.sync_grads(self.D)
         self.opt_D.step()
         # generator
-        out, mask = self.G(target, identity)
-        final = mask * out + (1 - mask) * target
+        with self._autocast():
+            out, mask = self.G(target, identity)
+            flow = self.G.flow_pixels()
+            final = mask * out + (1 - mask) * target
+            id_out = self.E(final)
+            feats_out = self.G.encode(final)
+            with torch.no_grad():
+                feats_target = self.G.encode(target)
+            scores = self._judge(final)
+        final, mask = final.float(), mask.float()
+        feats_out, feats_target = [f.float() for f in feats_out], [f.float() for f in feats_target]
         terms: dict[str, torch.Tensor] = {
-            "identity": L.identity_loss(self.E(final), identity),
+            "identity": L.identity_loss(id_out.float(), identity),
             "reconstruction": L.reconstruction_loss(final, target, b["same"]),
-            "attribute": L.attribute_loss(
-                self.G.encode(final)[1:], [f.detach() for f in self.G.encode(target)[1:]]
-            ),
-            "contextual": L.contextual_loss(self.G.encode(final)[2], self.G.encode(target)[2].detach()),
-            "adversarial": L.hinge_g(self._judge(final)),
+            "attribute": L.attribute_loss(feats_out[1:], feats_target[1:]),
+            "contextual": L.contextual_loss(feats_out[2], feats_target[2]),
+            "adversarial": L.hinge_g([x.float() for x in scores]),
             # the paste mask covers the face: without this it can learn to paste nothing at all
             "mask": F.binary_cross_entropy(mask.clamp(1e-4, 1 - 1e-4), b["region"]),
         }
-        flow = self.G.flow_pixels()
+        flow = flow.float() if flow is not None else None
         if flow is not None:
             terms["flow"] = L.flow_landmark_loss(flow, b["wanted"], b["landmarks"])
             terms["tv"] = L.tv_loss(flow)
@@ -333,7 +358,7 @@ class SwapTrainer:
 
         tensors: dict[str, torch.Tensor] = {}
         for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
-            tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
+            tensors.update({prefix + k: v.detach().cpu() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
             tensors.update(optimiser_tensors(name, opt))
         tensors["rng"] = self.rng.get_state()
