@@ -81,7 +81,9 @@ def test_good_files_done_failures_recorded(first, folder):
     out, report, _, _, _ = first
     assert _names(report.done) == GOOD | {"texture.png", "clip.mp4"}
     assert _names(report.failed) == {"bad.jpg"}
-    assert not report.skipped and report.workers == 2
+    # two workers are asked for; on a busy machine the first one ready can finish these six small
+    # files before the second has loaded its models, and a worker that never started is not counted
+    assert not report.skipped and 1 <= report.workers <= 2
     (bad,) = report.failed
     assert "bad.jpg" in bad.error and ("damaged" in bad.error or "not an image" in bad.error), bad.error
     assert "\n" not in bad.error
