@@ -156,3 +156,34 @@ def test_bf16_steps_and_device_checks(faces):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA"):
             SwapTrainer(d, SwapTrainOptions(**TINY), device="cuda")
+
+
+def test_an_arcface_identity_run_exports_its_encoder_and_swaps(faces, tmp_path, capsys, data_dir):
+    """identity: arcface: the network's own identity space, learned from who each face is, shipped beside it."""
+    from portraitfx.cli.main import main
+    from portraitfx.effects.swap.neural import NeuralSwapper
+
+    d = load_swap_data(faces[1])
+    t = SwapTrainer(d, SwapTrainOptions(**{**TINY, "id_steps": 30}, identity="arcface"))
+    t.train_identity()
+    with torch.no_grad():
+        x = torch.from_numpy(d.crops).permute(0, 3, 1, 2).float() / 255
+        emb = t.E(x).numpy()
+    sims = emb @ emb.T
+    same = sims[d.person[:, None] == d.person[None, :]].mean()
+    other = sims[d.person[:, None] != d.person[None, :]].mean()
+    assert same > other + 0.1  # faces of one person closer than faces of different people
+    t.train(2, tmp_path / "run", log_every=2)
+    assert (tmp_path / "run" / "identity.safetensors").is_file()
+    model = tmp_path / "arc.onnx"
+    assert main(["export", "swapnet", str(tmp_path / "run" / "swapnet.safetensors"), "-o", str(model)]) == 0
+    assert "identity encoder beside it" in capsys.readouterr().out
+    assert (tmp_path / "arc.identity.onnx").is_file()
+    swapper = NeuralSwapper(str(model))
+    assert swapper.identity_kind == "onnx:arc.identity.onnx"
+    out = tmp_path / "swapped.png"
+    code = main(["swap", str(data_dir / "obama.jpg"), "-s", str(data_dir / "biden.jpg"), "--model", str(model),
+                 "-o", str(out), "-q"])  # fmt: skip
+    assert code == 0 and out.is_file()
+    with pytest.raises(ConfigError, match="identity"):
+        SwapTrainOptions(identity="facenet")

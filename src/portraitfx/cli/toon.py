@@ -340,11 +340,16 @@ def export_swapnet_command(
       portraitfx export swapnet runs/swap/swapnet.safetensors -o swap.onnx
     """
     from portraitfx.train.swapnet.export import export_swapnet
-    from portraitfx.train.swapnet.train import load_swapnet
+    from portraitfx.train.swapnet.train import load_identity_encoder, load_swapnet
 
-    r = export_swapnet(load_swapnet(checkpoint), output, precision="fp16" if fp16 else "fp32")
+    beside = checkpoint.parent / "identity.safetensors"  # an 'identity: arcface' run's own encoder
+    encoder = load_identity_encoder(beside) if beside.is_file() else None
+    r = export_swapnet(
+        load_swapnet(checkpoint), output, precision="fp16" if fp16 else "fp32", identity_encoder=encoder
+    )
     typer.echo(
         f"wrote {r['path']}: {r['bytes'] / 1e6:.2f} MB, largest difference from PyTorch {r['max_abs_diff']:.1e}"
+        + (" (and its identity encoder beside it)" if encoder is not None else "")
     )
     return 0
 

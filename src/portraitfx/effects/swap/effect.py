@@ -427,6 +427,8 @@ class SwapEffect:
             self._neural = NeuralSwapper(
                 self.options.model, restore=self.options.restore, providers=self.options.providers
             )
+            if self._neural.identity_kind != "dlib128":  # the model brings its own identity encoder
+                self.identity = np.mean([self._neural.embed(s.image, s.face) for s in self.sources], axis=0)
 
     # -- which faces ------------------------------------------------------------------
     def select(self, frame: np.ndarray, faces: list[Face]) -> list[Face]:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import cv2
@@ -321,7 +322,21 @@ class NeuralSwapper:
             )
         self.template: TemplateName = cast(TemplateName, template)
         self.identity_kind: str = self.metadata.get(META_IDENTITY, "dlib128").strip() or "dlib128"
+        self._id_session: Any = None
+        if self.identity_kind.startswith("onnx:"):  # the model's own identity encoder, beside it
+            id_path = Path(self.path).parent / self.identity_kind[len("onnx:") :]
+            self._id_session, _ = _open_onnx(id_path, providers, "identity encoder")
+            self._id_size = _image_size(self._id_session.get_inputs()[0], {}, self._size, f"'{id_path}'")
         self._restorer = _Restorer(restore, providers) if restore is not None else None
+
+    def embed(self, image: np.ndarray, face: Face) -> np.ndarray:
+        """The identity vector of ``face`` with the model's own identity encoder (``onnx:`` kinds only)."""
+        if self._id_session is None:
+            raise ConfigError(f"{self._where} takes {self.identity_kind} identities, computed elsewhere")
+        crop = align_face(check_image(image), face, self._id_size, self.template).image
+        name = self._id_session.get_inputs()[0].name
+        vec = np.asarray(self._id_session.run(None, {name: _to_nchw(crop)})[0], np.float32).reshape(-1)
+        return vec / max(float(np.linalg.norm(vec)), 1e-12)
 
     # -- properties -------------------------------------------------------------------
     @property

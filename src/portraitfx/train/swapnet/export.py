@@ -36,8 +36,14 @@ def export_swapnet(
     precision: str = "fp32",
     template: str = "arcface",
     identity: str = "dlib128",
+    identity_encoder: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Write ``net`` as ONNX (atomic); returns ``{"path", "max_abs_diff", "bytes"}``."""
+    """Write ``net`` as ONNX (atomic); returns ``{"path", "max_abs_diff", "bytes"}``.
+
+    ``identity_encoder`` (an ``identity: arcface`` run's): exported beside the network as
+    ``NAME.identity.onnx`` (input ``image``, the aligned crop in [0, 1]; output the unit
+    identity vector), and the network's metadata points the engine to it.
+    """
     import onnx
     import onnxruntime as ort
 
@@ -68,6 +74,10 @@ def export_swapnet(
             opset_version=17,
             dynamo=False,
         )
+    if identity_encoder is not None:
+        id_path = Path(output).with_name(Path(output).stem + ".identity.onnx")
+        _export_identity(identity_encoder.eval(), s, id_path)
+        identity = f"onnx:{id_path.name}"
     model = onnx.load_from_string(buf.getvalue())
     if precision == "fp16":
         model = _weights_to_fp16(model)
@@ -88,3 +98,27 @@ def export_swapnet(
     with atomic_output(output) as tmp:
         Path(tmp).write_bytes(data)
     return {"path": str(output), "max_abs_diff": diff, "bytes": len(data)}
+
+
+def _export_identity(encoder: torch.nn.Module, size: int, path: Path) -> None:
+    """The identity encoder as ONNX (checked against PyTorch; written atomically)."""
+    import onnxruntime as ort
+
+    from portraitfx.io.paths import atomic_output
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            encoder, (torch.rand(1, 3, size, size),), buf, input_names=["image"], output_names=["identity"],
+            dynamic_axes={"image": {0: "batch"}, "identity": {0: "batch"}}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    data = buf.getvalue()
+    x = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = encoder(x).numpy()
+    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"image": x.numpy()})[0]
+    if float(np.abs(got - want).max()) > 1e-3:
+        raise ModelError("the ONNX identity encoder differs from PyTorch")
+    with atomic_output(path) as tmp:
+        Path(tmp).write_bytes(data)

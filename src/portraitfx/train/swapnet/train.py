@@ -60,6 +60,7 @@ from portraitfx.train.swapnet.networks import SwapNet, SwapNetConfig
 __all__ = ["IdentityEncoder", "SwapTrainOptions", "SwapTrainer", "load_swapnet", "save_swapnet"]
 
 KIND = "portraitfx-swapnet"
+IDENTITY_KIND = "portraitfx-swapnet-identity"
 RUN_KIND = "portraitfx-swapnet-run"
 LANDMARKS = tuple(range(0, 468, 6))  # every 6th mesh point: outline, features, cheeks
 
@@ -110,12 +111,15 @@ class SwapTrainOptions:
     colour_jitter: float = 0.1
     shift: float = 0.02
     id_steps: int = 200
+    identity: str = "dlib"
     ema: float = 0.999
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.same_rate <= 1.0 or not 0.0 <= self.occlusion <= 1.0:
             raise ConfigError("same_rate and occlusion are probabilities (0..1)")
+        if self.identity not in ("dlib", "arcface"):
+            raise ConfigError(f"identity must be 'dlib' or 'arcface', got {self.identity!r}")
         self.net_config()
 
     def net_config(self) -> SwapNetConfig:
@@ -181,12 +185,16 @@ class SwapTrainer:
             self.G = SwapNet(o.net_config())
             self.D = nn.ModuleList([PatchDiscriminator(32, 3), PatchDiscriminator(32, 3)])
             self.E = IdentityEncoder(data.ids.shape[1])
+            n_people = int(data.person.max()) + 1
+            self.arc_centres = nn.Parameter(torch.randn(n_people, data.ids.shape[1]))  # ArcFace class centres
+            self._arc_holder = nn.ParameterList([self.arc_centres])
         for net in (self.G, self.D, self.E):
             net.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(0.0, 0.99))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(0.0, 0.99))
-        self.opt_E = torch.optim.Adam(self.E.parameters(), lr=1e-3)
+        self.arc_centres.data = self.arc_centres.data.to(self.device)
+        self.opt_E = torch.optim.Adam([*self.E.parameters(), self.arc_centres], lr=1e-3)
         self.step_count = 0
         self.id_step = 0
         self.history: list[dict[str, float]] = []
@@ -243,6 +251,7 @@ class SwapTrainer:
                               for i in range(len(region))])  # fmt: skip
         batch = {
             "target": target,
+            "source": torch.from_numpy(d.crops[s_idx]).permute(0, 3, 1, 2).float() / 255,
             "identity": torch.from_numpy(d.ids[s_idx]),
             "same": same,
             "landmarks": lm_t,
@@ -265,20 +274,39 @@ class SwapTrainer:
 
     # -- the identity encoder (distilled from dlib) ----------------------------------------
     def train_identity(self, steps: int | None = None) -> float:
-        """Fit :class:`IdentityEncoder` to the crops' dlib descriptors; returns the final mean cosine."""
+        """Train :class:`IdentityEncoder`; returns the final mean cosine (to dlib, or to the own class centre).
+
+        ``identity="dlib"``: distilled to the crops' dlib descriptors. ``"arcface"``:
+        trained on who each crop is, with an additive angular margin (ArcFace: ``s *
+        cos(theta + m)`` for the right person), so the network gets an identity space
+        of its own, exported beside it.
+        """
         steps = self.options.id_steps if steps is None else steps
         cos = 0.0
         self.E.train()
+        arcface = self.options.identity == "arcface"
         while self.id_step < steps:
             idx = torch.randint(0, len(self.data), (max(self.options.batch, 8),), generator=self.rng).numpy()
             x = torch.from_numpy(self.data.crops[idx]).permute(0, 3, 1, 2).float() / 255
-            want = torch.from_numpy(self.data.ids[idx])
-            x, want = self.group.share(x), self.group.share(want)
-            sim = F.cosine_similarity(self.E(x), want, dim=1)
-            loss = (1 - sim).mean()
+            x = self.group.share(x)
+            emb = self.E(x)
+            if arcface:
+                labels = self.group.share(torch.from_numpy(self.data.person[idx]))
+                cosines = emb @ F.normalize(self.arc_centres, dim=1).T
+                theta = torch.acos(cosines.clamp(-1 + 1e-6, 1 - 1e-6))
+                target = F.one_hot(labels, cosines.shape[1]).bool()
+                logits = 30.0 * torch.where(target, torch.cos(theta + 0.3), cosines)
+                loss = F.cross_entropy(logits, labels)
+                sim = cosines[target]
+            else:
+                want = self.group.share(torch.from_numpy(self.data.ids[idx]))
+                sim = F.cosine_similarity(emb, want, dim=1)
+                loss = (1 - sim).mean()
             self.opt_E.zero_grad(set_to_none=True)
             loss.backward()
             self.group.sync_grads(self.E)
+            if arcface:
+                self.group.sync_grads(self._arc_holder)
             self.opt_E.step()
             (cos,) = self.group.mean(sim.detach().mean())
             self.id_step += 1
@@ -296,6 +324,9 @@ class SwapTrainer:
             self.train_identity()
         b = self._batch()
         target, identity = b["target"], b["identity"]
+        if o.identity == "arcface":  # the network's own identity space
+            with torch.no_grad():
+                identity = self.E(b["source"])
         # discriminators
         with torch.no_grad(), self._autocast():
             out, mask = self.G(target, identity)
@@ -362,6 +393,7 @@ class SwapTrainer:
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
             tensors.update(optimiser_tensors(name, opt))
         tensors["rng"] = self.rng.get_state()
+        tensors["arc_centres"] = self.arc_centres.detach().cpu()
         meta = {
             "portraitfx": RUN_KIND,
             "config": json.dumps(self.G.cfg.to_dict()),
@@ -390,6 +422,8 @@ class SwapTrainer:
             state["history"],
         )
         self.rng.set_state(tensors["rng"])
+        with torch.no_grad():
+            self.arc_centres.copy_(tensors["arc_centres"])
         if self.id_step >= self.options.id_steps:
             self.E.eval().requires_grad_(False)
 
@@ -428,6 +462,9 @@ class SwapTrainer:
                         save_swapnet(
                             folder / "swapnet.safetensors", self.G_ema, extra={"step": self.step_count}
                         )
+                        if self.options.identity == "arcface":  # the export needs it beside the network
+                            save_network(folder / "identity.safetensors", self.E, kind=IDENTITY_KIND, prefix="E",
+                                         config={"dim": self.E.head.out_features})  # fmt: skip
         return self.history
 
     def _log(self, folder: Path, line: dict[str, float]) -> None:
@@ -464,3 +501,9 @@ def options_from_run(path: str | os.PathLike[str]) -> SwapTrainOptions:
     if meta.get("portraitfx") != RUN_KIND:
         raise ModelError(f"'{path}' is not a swapnet training checkpoint")
     return SwapTrainOptions.from_dict(json.loads(meta["options"]))
+
+
+def load_identity_encoder(path: str | os.PathLike[str]) -> IdentityEncoder:
+    """The ArcFace-style identity encoder an ``identity: arcface`` run keeps beside its network."""
+    build = lambda cfg: IdentityEncoder(int(cfg["dim"]))  # noqa: E731
+    return load_network(path, build, kinds={IDENTITY_KIND: "E"}, what="swap identity encoder")  # type: ignore[return-value]
