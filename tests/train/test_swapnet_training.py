@@ -187,3 +187,20 @@ def test_an_arcface_identity_run_exports_its_encoder_and_swaps(faces, tmp_path, 
     assert code == 0 and out.is_file()
     with pytest.raises(ConfigError, match="identity"):
         SwapTrainOptions(identity="facenet")
+
+
+def test_videos_in_the_data_folder_give_frames(tmp_path, data_dir):
+    from portraitfx.io.images import load_image
+    from portraitfx.testing import clips
+
+    for name, person in (("obama.jpg", "obama"), ("biden.jpg", "biden")):
+        (tmp_path / person).mkdir()
+        shutil.copy(data_dir / name, tmp_path / person / name)
+    head = load_image(data_dir / "obama2.jpg")
+    clips.make_clip(
+        tmp_path / "obama" / "talk.mp4", clips.moving_crop_frames(head, 9, size=(240, 240)), fps=9
+    )
+    d = prepare_swap_data(tmp_path, 64, video_step=3, video_frames=2)
+    assert len(d) == 4  # two photos and two frames of the video
+    assert sum(n.startswith("obama/talk.mp4") for n in d.names) == 2
+    assert sorted(d.person.tolist()) == [0, 1, 1, 1]  # biden, then obama (photo and frames)

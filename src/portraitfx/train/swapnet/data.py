@@ -7,6 +7,7 @@ own face analysis (largest face), and keeps:
 * the face cut with the swap engine's framing (``arcface`` template) at the run's size;
 * its identity descriptor (dlib, 128-d: what the engine feeds the network at run time);
 * its 478-point mesh in crop pixels;
+* from videos, every ``video_step``-th frame (at most ``video_frames`` per video);
 * ``augment`` extra copies of each photo, turned, zoomed, shifted and recoloured
   (:func:`portraitfx.train.student.teacher.augment_photo`), analysed afresh.
 
@@ -56,48 +57,76 @@ def _identity_of(path: Path, root: Path) -> str:
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
+
+
+def _pictures(path: Path, video_step: int, video_frames: int) -> list[np.ndarray]:
+    """A photo, or every ``video_step``-th frame of a video (at most ``video_frames``)."""
+    from portraitfx.io.images import load_image
+
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        return [load_image(path)]
+    from portraitfx.io.video import VideoReader
+
+    out = []
+    with VideoReader(path, step=video_step) as reader:
+        for frame in reader:
+            out.append(frame.image)
+            if len(out) >= video_frames:
+                break
+    return out
+
+
 def prepare_swap_data(
-    folder: str | os.PathLike[str], size: int, *, augment: int = 0, seed: int = 0, progress: bool = False
+    folder: str | os.PathLike[str],
+    size: int,
+    *,
+    augment: int = 0,
+    seed: int = 0,
+    progress: bool = False,
+    video_step: int = 15,
+    video_frames: int = 40,
 ) -> SwapData:
-    """Read and analyse ``folder`` (see the module)."""
+    """Read and analyse ``folder`` (see the module); videos give every ``video_step``-th frame."""
     from tqdm import tqdm
 
     import portraitfx as pfx
     from portraitfx.face.align import alignment_matrix, transform_points
     from portraitfx.face.identity import FaceEmbedder
-    from portraitfx.io.images import load_image
     from portraitfx.train.student.teacher import augment_photo
 
     root = Path(folder)
     if not root.is_dir():
-        raise InputError(f"'{root}' is not a folder of face photos")
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-    )
+        raise InputError(f"'{root}' is not a folder of face photos or videos")
+    kinds = {".jpg", ".jpeg", ".png", ".webp", ".bmp"} | VIDEO_SUFFIXES
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in kinds)
     people = sorted({_identity_of(p, root) for p in files})
     crops, ids, person, meshes, names = [], [], [], [], []
     embed = FaceEmbedder()
-    for k, path in enumerate(tqdm(files, disable=not progress, unit="photo", leave=False)):
-        photo = load_image(path)
-        for copy in range(augment + 1):
-            image = photo if copy == 0 else augment_photo(photo, (seed * 7919 + k) * 1000 + copy)
-            faces = pfx.analyze(image)
-            if not faces:
-                continue
-            face = max(faces, key=lambda f: float((f.bbox[2] - f.bbox[0]) * (f.bbox[3] - f.bbox[1])))
-            m = alignment_matrix(face.five_points, size, "arcface")
-            crops.append(
-                cv2.warpAffine(
+    for k, path in enumerate(tqdm(files, disable=not progress, unit="file", leave=False)):
+        for f, picture in enumerate(_pictures(path, video_step, video_frames)):
+            for copy in range(augment + 1):
+                image = (
+                    picture
+                    if copy == 0
+                    else augment_photo(picture, ((seed * 7919 + k) * 1000 + f) * 100 + copy)
+                )
+                faces = pfx.analyze(image)
+                if not faces:
+                    continue
+                face = max(faces, key=lambda x: float((x.bbox[2] - x.bbox[0]) * (x.bbox[3] - x.bbox[1])))
+                m = alignment_matrix(face.five_points, size, "arcface")
+                crop = cv2.warpAffine(
                     image, m, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT_101
                 )
-            )
-            ids.append(embed(image, face))
-            mesh = face.landmarks.astype(np.float64).copy()
-            mesh[:, :2] = transform_points(mesh[:, :2], m)
-            mesh[:, 2] *= float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # depth in the crop's scale
-            meshes.append(mesh)
-            person.append(people.index(_identity_of(path, root)))
-            names.append(f"{path.relative_to(root)}#{copy}")
+                crops.append(crop)
+                ids.append(embed(image, face))
+                mesh = face.landmarks.astype(np.float64).copy()
+                mesh[:, :2] = transform_points(mesh[:, :2], m)
+                mesh[:, 2] *= float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # depth in the crop's scale
+                meshes.append(mesh)
+                person.append(people.index(_identity_of(path, root)))
+                names.append(f"{path.relative_to(root)}@{f}#{copy}")
     if len({*person}) < 2:
         raise InputError(f"'{root}' has faces of {len({*person})} people; the swap network needs at least 2")
     ids_arr = np.stack(ids).astype(np.float32)
