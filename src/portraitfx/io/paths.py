@@ -92,7 +92,10 @@ def check_output_path(
     for extra in inputs:
         protected[_key(Path(extra))] = _inode(Path(extra))
     for k, n in protected.items():
-        if k == key or (node is not None and n is not None and n == node):
+        # the same path, or another name of the same live file (a hard link); the inode of an
+        # input deleted since is reused by the file system and means nothing
+        same_file = node is not None and n is not None and n == node and _inode(Path(k)) == n
+        if k == key or same_file:
             raise OutputError(f"refusing to overwrite input file '{p}'; choose another output path")
     return p
 
