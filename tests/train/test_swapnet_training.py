@@ -54,6 +54,7 @@ def test_steps_logs_samples_and_an_exact_resume(faces, tmp_path):
     a = SwapTrainer(d, opts)
     history = a.train(6, tmp_path / "a", log_every=3)
     assert [h["step"] for h in history] == [3, 6] and all(np.isfinite(v) for v in history[-1].values())
+    assert {"identity", "landmark", "flow", "mask", "contextual"} <= set(history[-1])
     assert (tmp_path / "a" / "log.csv").read_text().count("\n") == 3
     assert (tmp_path / "a" / "samples-0000006.png").is_file()
     b = SwapTrainer(d, opts)

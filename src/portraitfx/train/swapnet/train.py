@@ -10,9 +10,10 @@ Each step, for a batch of targets (aligned crops of the prepared data):
   jitter (skin tones), small shifts (steadiness between frames);
 * the output ``final = mask * swapped + (1 - mask) * target``, and the losses of
   :mod:`portraitfx.train.swapnet.losses`, each with its weight: identity (cosine, in
-  the space of an identity encoder), reconstruction, the flow's landmarks (the
-  morphable model's source shape with the target's expression and pose), flow
-  smoothness, attributes (the network's own encoder features of output and target),
+  the space of an identity encoder), reconstruction, 3-D landmarks (a small regressor
+  distilled from the analysis' meshes, on the output, against the morphable model's
+  source shape with the target's expression and pose), the flow's landmarks (the
+  same points), flow smoothness, attributes (the network's own encoder features of output and target),
   contextual (skin tone), the multi-scale hinge adversarial loss, and the paste
   mask against the target's face region (else it learns to paste nothing).
 
@@ -90,6 +91,18 @@ class IdentityEncoder(nn.Module):
         return F.normalize(self.head(F.adaptive_avg_pool2d(h, 1).flatten(1)), dim=1)
 
 
+class LandmarkRegressor(IdentityEncoder):
+    """The same small CNN to ``K`` 3-D mesh points in crop pixels (distilled from the analysis' meshes)."""
+
+    def __init__(self, points: int, width: int = 16) -> None:
+        super().__init__(points * 3, width)
+        self.points = points
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        h = self.features(image * 2 - 1)
+        return self.head(F.adaptive_avg_pool2d(h, 1).flatten(1)).view(-1, self.points, 3) * image.shape[-1]
+
+
 @dataclass
 class SwapTrainOptions:
     size: int = 128
@@ -102,6 +115,7 @@ class SwapTrainOptions:
     identity_weight: float = 10.0
     reconstruction_weight: float = 10.0
     flow_weight: float = 1.0
+    landmark_weight: float = 1.0
     tv_weight: float = 0.1
     attribute_weight: float = 1.0
     contextual_weight: float = 0.5
@@ -185,16 +199,19 @@ class SwapTrainer:
             self.G = SwapNet(o.net_config())
             self.D = nn.ModuleList([PatchDiscriminator(32, 3), PatchDiscriminator(32, 3)])
             self.E = IdentityEncoder(data.ids.shape[1])
+            self.Lm = LandmarkRegressor(len(LANDMARKS))
             n_people = int(data.person.max()) + 1
             self.arc_centres = nn.Parameter(torch.randn(n_people, data.ids.shape[1]))  # ArcFace class centres
             self._arc_holder = nn.ParameterList([self.arc_centres])
-        for net in (self.G, self.D, self.E):
+        for net in (self.G, self.D, self.E, self.Lm):
             net.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=o.lr, betas=(0.0, 0.99))
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=o.lr, betas=(0.0, 0.99))
         self.arc_centres.data = self.arc_centres.data.to(self.device)
-        self.opt_E = torch.optim.Adam([*self.E.parameters(), self.arc_centres], lr=1e-3)
+        self.opt_E = torch.optim.Adam(
+            [*self.E.parameters(), *self.Lm.parameters(), self.arc_centres], lr=1e-3
+        )
         self.step_count = 0
         self.id_step = 0
         self.history: list[dict[str, float]] = []
@@ -238,12 +255,13 @@ class SwapTrainer:
         d = self.data
         target = torch.from_numpy(d.crops[t_idx]).permute(0, 3, 1, 2).float() / 255
         lm_t = torch.from_numpy(d.meshes[t_idx][:, LANDMARKS, :2]).float()
-        wanted = np.stack(
+        wanted3d = np.stack(
             [
-                self.basis.combine(self.fits[s], self.fits[t])[LANDMARKS, :2]
+                self.basis.combine(self.fits[s], self.fits[t])[list(LANDMARKS)]
                 for s, t in zip(s_idx, t_idx, strict=True)
             ]
         )
+        wanted = wanted3d[:, :, :2]
         region = torch.from_numpy(np.stack([self._face_region(int(t)) for t in t_idx]))[:, None]
         target, lm_t = self._augment(target, lm_t)
         shift = lm_t - torch.from_numpy(d.meshes[t_idx][:, LANDMARKS, :2]).float()
@@ -256,6 +274,7 @@ class SwapTrainer:
             "same": same,
             "landmarks": lm_t,
             "wanted": torch.from_numpy(wanted).float() + shift,
+            "wanted3d": torch.from_numpy(wanted3d).float() + F.pad(shift, (0, 1)),
             "region": region,
         }
         return {k: self.group.share(v) for k, v in batch.items()}
@@ -289,6 +308,8 @@ class SwapTrainer:
             idx = torch.randint(0, len(self.data), (max(self.options.batch, 8),), generator=self.rng).numpy()
             x = torch.from_numpy(self.data.crops[idx]).permute(0, 3, 1, 2).float() / 255
             x = self.group.share(x)
+            mesh = self.group.share(torch.from_numpy(self.data.meshes[idx][:, LANDMARKS]))
+            landmark_loss = L.landmark_loss(self.Lm(x), mesh) / self.options.size
             emb = self.E(x)
             if arcface:
                 labels = self.group.share(torch.from_numpy(self.data.person[idx]))
@@ -303,14 +324,16 @@ class SwapTrainer:
                 sim = F.cosine_similarity(emb, want, dim=1)
                 loss = (1 - sim).mean()
             self.opt_E.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss + landmark_loss).backward()
             self.group.sync_grads(self.E)
+            self.group.sync_grads(self.Lm)
             if arcface:
                 self.group.sync_grads(self._arc_holder)
             self.opt_E.step()
             (cos,) = self.group.mean(sim.detach().mean())
             self.id_step += 1
         self.E.eval().requires_grad_(False)
+        self.Lm.eval().requires_grad_(False)
         return cos
 
     # -- one step -----------------------------------------------------------------------
@@ -344,6 +367,7 @@ class SwapTrainer:
             flow = self.G.flow_pixels()
             final = mask * out + (1 - mask) * target
             id_out = self.E(final)
+            landmarks_out = self.Lm(final)
             feats_out = self.G.encode(final)
             with torch.no_grad():
                 feats_target = self.G.encode(target)
@@ -352,6 +376,8 @@ class SwapTrainer:
         feats_out, feats_target = [f.float() for f in feats_out], [f.float() for f in feats_target]
         terms: dict[str, torch.Tensor] = {
             "identity": L.identity_loss(id_out.float(), identity),
+            # 3-D landmarks of the output (the distilled regressor) against the morphable model's
+            "landmark": L.landmark_loss(landmarks_out.float(), b["wanted3d"]) / o.size,
             "reconstruction": L.reconstruction_loss(final, target, b["same"]),
             "attribute": L.attribute_loss(feats_out[1:], feats_target[1:]),
             "contextual": L.contextual_loss(feats_out[2], feats_target[2]),
@@ -365,7 +391,8 @@ class SwapTrainer:
             terms["tv"] = L.tv_loss(flow)
         weights = {"identity": o.identity_weight, "reconstruction": o.reconstruction_weight, "flow": o.flow_weight,
                    "tv": o.tv_weight, "attribute": o.attribute_weight, "contextual": o.contextual_weight,
-                   "adversarial": o.adversarial_weight, "mask": o.mask_weight}  # fmt: skip
+                   "adversarial": o.adversarial_weight, "mask": o.mask_weight,
+                   "landmark": o.landmark_weight}  # fmt: skip
         loss = sum((weights[k] * v for k, v in terms.items()), start=target.new_zeros([]))
         self.opt_G.zero_grad(set_to_none=True)
         loss.backward()
@@ -388,7 +415,13 @@ class SwapTrainer:
         from portraitfx.models.load import save_safetensors
 
         tensors: dict[str, torch.Tensor] = {}
-        for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
+        for prefix, net in (
+            ("G.", self.G),
+            ("G_ema.", self.G_ema),
+            ("D.", self.D),
+            ("E.", self.E),
+            ("Lm.", self.Lm),
+        ):
             tensors.update({prefix + k: v.detach().cpu() for k, v in net.state_dict().items()})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
             tensors.update(optimiser_tensors(name, opt))
@@ -411,7 +444,13 @@ class SwapTrainer:
         if meta.get("portraitfx") != RUN_KIND:
             raise ModelError(f"'{path}' is not a swapnet training checkpoint")
         tensors = load_safetensors(path)
-        for prefix, net in (("G.", self.G), ("G_ema.", self.G_ema), ("D.", self.D), ("E.", self.E)):
+        for prefix, net in (
+            ("G.", self.G),
+            ("G_ema.", self.G_ema),
+            ("D.", self.D),
+            ("E.", self.E),
+            ("Lm.", self.Lm),
+        ):
             net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
         for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
             load_optimiser(name, opt, tensors)
@@ -426,6 +465,7 @@ class SwapTrainer:
             self.arc_centres.copy_(tensors["arc_centres"])
         if self.id_step >= self.options.id_steps:
             self.E.eval().requires_grad_(False)
+            self.Lm.eval().requires_grad_(False)
 
     def train(
         self,
