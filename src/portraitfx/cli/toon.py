@@ -1,7 +1,9 @@
-"""``portraitfx toon``, ``portraitfx student ...``, ``portraitfx export student``, ``portraitfx eval toon``.
+"""``portraitfx toon``, ``student ...``, ``ugatit ...``, and the ``export`` and ``eval`` groups.
 
 The real-time stylization chain of seed 000: a teacher makes pairs, a small student
-network learns them, it is exported to ONNX, and the ``toon`` effect runs it.
+network learns them, it is exported to ONNX, and the ``toon`` effect runs it. The
+``export`` and ``eval`` groups also hold the learned swapper's commands
+(``export swapnet``, ``eval swap``), so each group is defined once.
 """
 
 from __future__ import annotations

@@ -90,6 +90,7 @@ def evaluate_swap(
             means[who] = np.mean(descs, axis=0)
     names = sorted(means)
     hits, to_src, to_tgt, pose_err, expr_err = [], [], [], [], []
+    flicker = None
     for src in names:
         effect = create_effect("swap", source=[str(p) for p in people[src]], model=model, provenance=False)
         try:
@@ -114,11 +115,8 @@ def evaluate_swap(
                         np.mean(np.abs(np.subtract(openings(face.landmarks), openings(faces[tgt].landmarks))))
                     )
                 )
-            flicker = (
-                _flicker(effect, photos[names[0] if src != names[0] else names[1]], clip_frames)
-                if clip_frames
-                else None
-            )
+            if clip_frames and src == names[-1]:  # one clip: the last source on the first other person
+                flicker = _flicker(effect, photos[names[0]], clip_frames)
         finally:
             effect.close()
     return SwapScores(

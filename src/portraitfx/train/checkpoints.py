@@ -96,3 +96,56 @@ def load_network(
     except RuntimeError as err:
         raise ModelError(f"'{path}' does not fit its own {what} config: {str(err).splitlines()[0]}") from err
     return net.eval()
+
+
+def save_run(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    nets: dict[str, torch.nn.Module],
+    optimisers: dict[str, torch.optim.Optimizer],
+    rng: torch.Generator,
+    state: dict[str, Any],
+    meta: dict[str, str] | None = None,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> Any:
+    """A training run's checkpoint: every network (``NAME.*``), optimiser, the run's random state, ``state`` as JSON."""
+    import json
+
+    from portraitfx.models.load import save_safetensors
+
+    out: dict[str, torch.Tensor] = dict(tensors or {})
+    for name, net in nets.items():
+        out.update({f"{name}.{k}": v.detach().cpu() for k, v in net.state_dict().items()})
+    for name, opt in optimisers.items():
+        out.update(optimiser_tensors(name, opt))
+    out["rng"] = rng.get_state()
+    return save_safetensors(path, out, {"portraitfx": kind, "state": json.dumps(state), **(meta or {})})
+
+
+def load_run(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    what: str,
+    nets: dict[str, torch.nn.Module],
+    optimisers: dict[str, torch.optim.Optimizer],
+    rng: torch.Generator,
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Put back what :func:`save_run` wrote; returns the ``state`` and all the tensors."""
+    import json
+
+    from portraitfx.errors import ModelError
+    from portraitfx.models.load import load_safetensors
+
+    meta = read_metadata(path, f"a safetensors {what}")
+    if meta.get("portraitfx") != kind:
+        raise ModelError(f"'{path}' is not a {what}")
+    tensors = load_safetensors(path)
+    for name, net in nets.items():
+        prefix = name + "."
+        net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+    for name, opt in optimisers.items():
+        load_optimiser(name, opt, tensors)
+    rng.set_state(tensors["rng"])
+    return json.loads(meta["state"]), tensors

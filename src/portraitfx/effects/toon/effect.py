@@ -183,7 +183,7 @@ class ToonEffect:
         The crop's corners and edges hold hair and shoulders the student may have
         changed too; an oval fade inside the crop leaves no straight seam where it ends.
         """
-        if getattr(self, "_mask", None) is None or self._mask.shape[0] != self.size:
+        if self._mask is None:
             n = self.size
             c = (np.arange(n, dtype=np.float32) + 0.5) / n - 0.5
             r = np.sqrt((c[None, :] / 0.5) ** 2 + (c[:, None] / 0.5) ** 2)  # 1 at the middle of each edge

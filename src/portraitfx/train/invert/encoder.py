@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from portraitfx.errors import ConfigError, ModelError
-from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors
+from portraitfx.train.checkpoints import load_optimiser, optimiser_tensors, read_metadata
 from portraitfx.train.stylegan.networks import Generator, GeneratorConfig
 
 __all__ = [
@@ -210,19 +210,12 @@ def save_encoder(
 
 
 def _read(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
-    from safetensors import safe_open
+    from portraitfx.models.load import load_safetensors
 
-    from portraitfx.models.load import _wrong_kind, load_safetensors, resolve_model, sniff_model_format
-
-    p = resolve_model(path)
-    kind = sniff_model_format(p)
-    if kind != "safetensors":
-        raise _wrong_kind(p, kind, "a safetensors StyleGAN encoder")
-    with safe_open(str(p), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    meta = read_metadata(path, "a safetensors StyleGAN encoder")
     if meta.get("portraitfx") != KIND:
-        raise ModelError(f"'{p}' is not a portraitfx StyleGAN encoder (no '{KIND}' header)")
-    return meta, load_safetensors(p)
+        raise ModelError(f"'{path}' is not a portraitfx StyleGAN encoder (no '{KIND}' header)")
+    return meta, load_safetensors(path)
 
 
 def load_encoder(

@@ -21,10 +21,9 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from portraitfx.errors import InputError
-from portraitfx.train.student.train import LADDER, load_pairs, load_student
+from portraitfx.train.student.train import LADDER, load_pairs, load_student, predict
 
 __all__ = ["evaluate_run", "format_table"]
 
@@ -36,16 +35,6 @@ def _ffhq(crops: np.ndarray, crop_scale: float) -> np.ndarray:
     lo = (size - side) / 2
     m = np.array([[size / side, 0, -lo * size / side], [0, size / side, -lo * size / side]], np.float64)
     return np.stack([cv2.warpAffine(c, m, (size, size), flags=cv2.INTER_AREA) for c in crops])
-
-
-@torch.no_grad()
-def _predict(net: torch.nn.Module, images: np.ndarray) -> np.ndarray:
-    out = []
-    for i in range(0, len(images), 16):
-        x = torch.from_numpy(images[i : i + 16]).permute(0, 3, 1, 2).float().contiguous() / 127.5 - 1
-        y = ((net(x) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        out.append(y.permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
 
 
 def evaluate_run(
@@ -93,7 +82,7 @@ def evaluate_run(
 
     rows = [row("teacher", styles, f_teacher, None)]
     for path in files:
-        out = _predict(load_student(path), faces)
+        out = predict(load_student(path), faces)
         mse = ((out.astype(np.float64) - styles) ** 2).reshape(len(out), -1).mean(1)
         psnr = float(np.mean(10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))))
         name = path.stem.replace("stage-", "+") if path.stem.startswith("stage-") else path.stem

@@ -37,10 +37,10 @@ from torch import nn
 from portraitfx.errors import ConfigError, InputError, ModelError
 from portraitfx.train.checkpoints import (
     load_network,
-    load_optimiser,
-    optimiser_tensors,
+    load_run,
     read_metadata,
     save_network,
+    save_run,
 )
 from portraitfx.train.student.network import KIND, Student, StudentConfig
 
@@ -135,6 +135,17 @@ def _augment(x: torch.Tensor, y: torch.Tensor, rng: torch.Generator) -> tuple[to
     luma = x.mean(1, keepdim=True)
     x = ((luma + (x - luma) * sat) * gain + bias).clamp(-1, 1)
     return x, y
+
+
+@torch.no_grad()
+def predict(net: nn.Module, images: np.ndarray, batch: int = 16) -> np.ndarray:
+    """A network's outputs for ``N x S x S x 3`` uint8 images (in [-1, 1] in between), in batches."""
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float().contiguous() / 127.5 - 1
+        y = ((net(x) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        out.append(y.permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out) if out else images[:0]
 
 
 # --------------------------------------------------------------------------- networks
@@ -269,35 +280,18 @@ class StudentTrainer:
         return self.options.ladder[k]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        from portraitfx.models.load import save_safetensors
-
-        tensors = {f"S.{k}": v.detach() for k, v in self.S.state_dict().items()}
-        tensors.update({f"D.{k}": v.detach() for k, v in self.D.state_dict().items()})
-        for name, opt in (("opt_S", self.opt_S), ("opt_D", self.opt_D)):
-            tensors.update(optimiser_tensors(name, opt))
-        tensors["rng"] = self.rng.get_state()
-        meta = {
-            "portraitfx": RUN_KIND,
-            "config": json.dumps(self.S.cfg.to_dict()),
-            "options": json.dumps(asdict(self.options)),
-            "state": json.dumps({"step": self.step_count, "history": self.history}),
-        }
-        return save_safetensors(path, tensors, meta)
+        return save_run(
+            path, kind=RUN_KIND, nets={"S": self.S, "D": self.D}, optimisers={"opt_S": self.opt_S, "opt_D": self.opt_D},
+            rng=self.rng, state={"step": self.step_count, "history": self.history},
+            meta={"config": json.dumps(self.S.cfg.to_dict()), "options": json.dumps(asdict(self.options))},
+        )  # fmt: skip
 
     def _resume(self, path: str | os.PathLike[str]) -> None:
-        from portraitfx.models.load import load_safetensors
-
-        meta = _meta(path)
-        if meta.get("portraitfx") != RUN_KIND:
-            raise ModelError(f"'{path}' is not a student training checkpoint")
-        tensors = load_safetensors(path)
-        self.S.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("S.")})
-        self.D.load_state_dict({k[2:]: v for k, v in tensors.items() if k.startswith("D.")})
-        for name, opt in (("opt_S", self.opt_S), ("opt_D", self.opt_D)):
-            load_optimiser(name, opt, tensors)
-        state = json.loads(meta["state"])
+        state, _ = load_run(
+            path, kind=RUN_KIND, what="student training checkpoint", nets={"S": self.S, "D": self.D},
+            optimisers={"opt_S": self.opt_S, "opt_D": self.opt_D}, rng=self.rng,
+        )  # fmt: skip
         self.step_count, self.history = int(state["step"]), list(state["history"])
-        self.rng.set_state(tensors["rng"])
 
     # -- one step ---------------------------------------------------------------------
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -345,17 +339,13 @@ class StudentTrainer:
         return logs
 
     # -- evaluation -------------------------------------------------------------------
-    @torch.no_grad()
     def predict(self, images: np.ndarray, batch: int = 16) -> np.ndarray:
         """The student's outputs for ``N x S x S x 3`` uint8 images."""
         self.S.eval()
-        out = []
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(images[i : i + batch]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            y = ((self.S(x.contiguous()) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-            out.append(y.permute(0, 2, 3, 1).numpy())
-        self.S.train()
-        return np.concatenate(out) if out else images[:0]
+        try:
+            return predict(self.S, images, batch)
+        finally:
+            self.S.train()
 
     def validate(self) -> dict[str, float]:
         """PSNR of the student's outputs against the teacher's on the held-out pairs."""

@@ -48,10 +48,10 @@ from torch import nn
 from portraitfx.errors import ConfigError, ModelError
 from portraitfx.train.checkpoints import (
     load_network,
-    load_optimiser,
-    optimiser_tensors,
+    load_run,
     read_metadata,
     save_network,
+    save_run,
 )
 from portraitfx.train.distributed import ProcessGroup
 from portraitfx.train.swapnet import losses as L
@@ -191,6 +191,8 @@ class SwapTrainer:
         self.data = data
         people = np.unique(data.person)
         self.by_person = {int(p): np.flatnonzero(data.person == p) for p in people}
+        self.others = {int(p): np.flatnonzero(data.person != p) for p in people}
+        self._regions: dict[int, np.ndarray] = {}
         self.basis = build_basis(data.meshes, data.person.tolist(), k_shape=min(20, len(people) - 1))
         self.fits = [self.basis.fit(m) for m in data.meshes]
         self.rng = torch.Generator().manual_seed(o.seed)
@@ -226,8 +228,8 @@ class SwapTrainer:
         pick = torch.rand(b, generator=self.rng).numpy()
         sources = np.empty(b, np.int64)
         for i, t in enumerate(targets):
-            own = self.by_person[int(self.data.person[t])]
-            pool = own if bool(same[i]) else np.flatnonzero(self.data.person != self.data.person[t])
+            who = int(self.data.person[t])
+            pool = self.by_person[who] if bool(same[i]) else self.others[who]
             sources[i] = pool[min(int(pick[i] * len(pool)), len(pool) - 1)]
         return targets, sources, same
 
@@ -281,7 +283,7 @@ class SwapTrainer:
 
     def _face_region(self, index: int) -> np.ndarray:
         """The face (with forehead) of sample ``index`` as a float mask in crop pixels (cached)."""
-        cache = self.__dict__.setdefault("_regions", {})
+        cache = self._regions
         if index not in cache:
             from portraitfx.face.regions import region_mask
 
@@ -411,56 +413,34 @@ class SwapTrainer:
         return [self.D[0](x), self.D[1](F.avg_pool2d(x, 2))]
 
     # -- runs -----------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        from portraitfx.models.load import save_safetensors
+    def _parts(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
+        nets = {"G": self.G, "G_ema": self.G_ema, "D": self.D, "E": self.E, "Lm": self.Lm}
+        return nets, {"opt_G": self.opt_G, "opt_D": self.opt_D, "opt_E": self.opt_E}
 
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix, net in (
-            ("G.", self.G),
-            ("G_ema.", self.G_ema),
-            ("D.", self.D),
-            ("E.", self.E),
-            ("Lm.", self.Lm),
-        ):
-            tensors.update({prefix + k: v.detach().cpu() for k, v in net.state_dict().items()})
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
-            tensors.update(optimiser_tensors(name, opt))
-        tensors["rng"] = self.rng.get_state()
-        tensors["arc_centres"] = self.arc_centres.detach().cpu()
-        meta = {
-            "portraitfx": RUN_KIND,
-            "config": json.dumps(self.G.cfg.to_dict()),
-            "options": json.dumps(asdict(self.options)),
-            "state": json.dumps(
-                {"step": self.step_count, "id_step": self.id_step, "history": self.history[-500:]}
-            ),
-        }
-        return save_safetensors(path, tensors, meta)
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        nets, optimisers = self._parts()
+        state = {"step": self.step_count, "id_step": self.id_step, "history": self.history[-500:]}
+        meta = {"config": json.dumps(self.G.cfg.to_dict()), "options": json.dumps(asdict(self.options))}
+        return save_run(
+            path, kind=RUN_KIND, nets=nets, optimisers=optimisers, rng=self.rng, state=state, meta=meta,
+            tensors={"arc_centres": self.arc_centres.detach().cpu()},
+        )  # fmt: skip
 
     def _resume(self, path: str | os.PathLike[str]) -> None:
-        from portraitfx.models.load import load_safetensors
-
-        meta = _meta(path)
-        if meta.get("portraitfx") != RUN_KIND:
-            raise ModelError(f"'{path}' is not a swapnet training checkpoint")
-        tensors = load_safetensors(path)
-        for prefix, net in (
-            ("G.", self.G),
-            ("G_ema.", self.G_ema),
-            ("D.", self.D),
-            ("E.", self.E),
-            ("Lm.", self.Lm),
-        ):
-            net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D), ("opt_E", self.opt_E)):
-            load_optimiser(name, opt, tensors)
-        state = json.loads(meta["state"])
+        nets, optimisers = self._parts()
+        state, tensors = load_run(
+            path,
+            kind=RUN_KIND,
+            what="swapnet training checkpoint",
+            nets=nets,
+            optimisers=optimisers,
+            rng=self.rng,
+        )
         self.step_count, self.id_step, self.history = (
             int(state["step"]),
             int(state["id_step"]),
             state["history"],
         )
-        self.rng.set_state(tensors["rng"])
         with torch.no_grad():
             self.arc_centres.copy_(tensors["arc_centres"])
         if self.id_step >= self.options.id_steps:
@@ -526,7 +506,7 @@ class SwapTrainer:
         d = self.data
         rng = np.random.default_rng(0)
         targets = rng.choice(len(d), 4, replace=len(d) < 4)
-        sources = np.array([rng.choice(np.flatnonzero(d.person != d.person[t])) for t in targets])
+        sources = np.array([rng.choice(self.others[int(d.person[t])]) for t in targets])
         x = torch.from_numpy(d.crops[targets]).permute(0, 3, 1, 2).float() / 255
         out, mask = self.G_ema(x, torch.from_numpy(d.ids[sources]))
         swapped = (

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from portraitfx.errors import ConfigError, InputError, ModelError
 from portraitfx.train.checkpoints import (
     load_network,
-    load_optimiser,
-    optimiser_tensors,
+    load_run,
     read_metadata,
     save_network,
+    save_run,
 )
 from portraitfx.train.ugatit.networks import Discriminator, Generator, UGATITConfig
 
@@ -304,46 +304,28 @@ class UGATITTrainer:
         return logs
 
     # -- runs -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        from portraitfx.models.load import save_safetensors
+    def _parts(self) -> tuple[dict[str, torch.nn.Module], dict[str, torch.optim.Optimizer]]:
+        nets = {"G_AB": self.G_AB, "G_BA": self.G_BA, "G_AB_ema": self.G_AB_ema, "D": self.D}
+        return nets, {"opt_G": self.opt_G, "opt_D": self.opt_D}
 
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix, net in (
-            ("G_AB.", self.G_AB),
-            ("G_BA.", self.G_BA),
-            ("G_AB_ema.", self.G_AB_ema),
-            ("D.", self.D),
-        ):
-            tensors.update({prefix + k: v.detach() for k, v in net.state_dict().items()})
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            tensors.update(optimiser_tensors(name, opt))
-        tensors["rng"] = self.rng.get_state()
-        meta = {
-            "portraitfx": RUN_KIND,
-            "options": json.dumps(asdict(self.options)),
-            "state": json.dumps({"step": self.step_count, "history": self.history}),
-        }
-        return save_safetensors(path, tensors, meta)
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        nets, optimisers = self._parts()
+        return save_run(
+            path, kind=RUN_KIND, nets=nets, optimisers=optimisers, rng=self.rng,
+            state={"step": self.step_count, "history": self.history}, meta={"options": json.dumps(asdict(self.options))},
+        )  # fmt: skip
 
     def _resume(self, path: str | os.PathLike[str]) -> None:
-        from portraitfx.models.load import load_safetensors
-
-        meta = _meta(path)
-        if meta.get("portraitfx") != RUN_KIND:
-            raise ModelError(f"'{path}' is not a U-GAT-IT training checkpoint")
-        tensors = load_safetensors(path)
-        for prefix, net in (
-            ("G_AB.", self.G_AB),
-            ("G_BA.", self.G_BA),
-            ("G_AB_ema.", self.G_AB_ema),
-            ("D.", self.D),
-        ):
-            net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
-        for name, opt in (("opt_G", self.opt_G), ("opt_D", self.opt_D)):
-            load_optimiser(name, opt, tensors)
-        state = json.loads(meta["state"])
+        nets, optimisers = self._parts()
+        state, _ = load_run(
+            path,
+            kind=RUN_KIND,
+            what="U-GAT-IT training checkpoint",
+            nets=nets,
+            optimisers=optimisers,
+            rng=self.rng,
+        )
         self.step_count, self.history = int(state["step"]), list(state["history"])
-        self.rng.set_state(tensors["rng"])
 
     def train(
         self,
