@@ -23,6 +23,7 @@ __all__ = [
     "ChecksumError",
     "ConfigError",
     "CorruptInputError",
+    "HairNotFoundError",
     "ImageTooLargeError",
     "InputError",
     "InputNotFoundError",
@@ -103,6 +104,10 @@ class NoFaceError(PortraitFxError):
     """No usable face was found where one is required."""
 
     exit_code = 3
+
+
+class HairNotFoundError(NoFaceError):
+    """A face was found but its hair cannot be edited (none found, face too small, profile)."""
 
 
 class ModelError(PortraitFxError):

@@ -18,6 +18,7 @@ from portraitfx.cli import analyze as analyze_cmd
 from portraitfx.cli import batch as batch_cmd
 from portraitfx.cli import convert as convert_cmd
 from portraitfx.cli import demo as demo_cmd
+from portraitfx.cli import hair as hair_cmd
 from portraitfx.cli import live as live_cmd
 from portraitfx.cli import serve as serve_cmd
 from portraitfx.cli import style as style_cmd
@@ -49,6 +50,7 @@ app.add_typer(style_cmd.app, name="style")
 app.add_typer(stylegan_cmd.app, name="stylegan")
 app.add_typer(convert_cmd.app, name="convert")
 app.command("toon")(toon_cmd.toon)
+app.add_typer(hair_cmd.app, name="hair")
 app.add_typer(toon_cmd.student_app, name="student")
 app.add_typer(toon_cmd.export_app, name="export")
 app.add_typer(toon_cmd.eval_app, name="eval")

@@ -79,7 +79,7 @@ def register_effect(name: str) -> Callable[[Callable[..., Effect]], Callable[...
 
 
 def _load_builtin_effects() -> None:
-    from portraitfx.effects import stylize, swap, toon, ugatit  # noqa: F401  (they register themselves)
+    from portraitfx.effects import hair, stylize, swap, toon, ugatit  # noqa: F401  (they register themselves)
 
 
 def list_effects(pattern: str = "*") -> list[str]:

@@ -46,6 +46,7 @@ _HIDDEN: dict[str, frozenset[str]] = {
     # model files and ONNX providers are server-side choices, not the client's
     "swap": frozenset({"model", "restore", "providers"}),
     "toon": frozenset({"model", "providers", "threads"}),
+    "hair": frozenset({"model", "reference"}),
 }
 # effects that need a model file only the server's operator can name (no default model)
 _UNSERVED = frozenset({"ugatit"})

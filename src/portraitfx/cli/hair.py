@@ -1,0 +1,209 @@
+"""``portraitfx hair recolor|hairline|fill|bangs|analyze``: hair edits on photos, videos and folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from portraitfx.cli._run import check_paths, print_report
+
+app = typer.Typer(
+    name="hair",
+    help="Hair edits: recolour, move the hairline, fill thin areas, add bangs (everything else untouched).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_SOURCE = typer.Argument(..., help="Image, video (audio is kept) or folder of them.")
+_OUTPUT = typer.Option(..., "--output", "-o", help="Output file (same kind as the input) or output folder.")
+_MODEL = typer.Option(
+    None,
+    "--model",
+    "-m",
+    help="A trained hair model (.onnx from 'export hairnet') instead of the model-free edit.",
+)
+_MAX_FACES = typer.Option(8, "--max-faces", min=1, help="Most faces to edit per image or frame.")
+_QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
+
+
+def _run(source: Path, output: Path, max_faces: int, quiet: bool, **options: object) -> int:
+    import sys
+
+    from rich.console import Console
+
+    from portraitfx.effects import create_effect
+    from portraitfx.face.analyze import AnalyzeOptions
+    from portraitfx.runtime.apply import apply_to_path
+
+    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
+    kind = check_paths(source, output)
+    effect = create_effect("hair", **{k: v for k, v in options.items() if v is not None})
+    try:
+        report = apply_to_path(
+            effect,
+            source,
+            output,
+            options=AnalyzeOptions(max_faces=max_faces),
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    finally:
+        effect.close()
+    return print_report(console, source, output, kind, report, "edited")
+
+
+@app.command("recolor")
+def recolor(
+    source: Path = _SOURCE,
+    output: Path = _OUTPUT,
+    color: str = typer.Option(
+        None,
+        "--color",
+        "-c",
+        help="Hex code ('#c02060') or a name: auburn, blonde, platinum, rose, ... (default auburn).",
+    ),
+    reference: Path = typer.Option(
+        None, "--reference", "-r", help="Take the hair colour from this photo instead."
+    ),
+    strength: float = typer.Option(
+        1.0, min=0.0, max=1.0, help="How fully the new colour replaces the old (0..1)."
+    ),
+    model: Path = _MODEL,
+    max_faces: int = _MAX_FACES,
+    quiet: bool = _QUIET,
+) -> int:
+    """Dye the hair: new colour, the hair's own highlights and strand texture kept.
+
+    Examples:
+
+      portraitfx hair recolor me.jpg --color auburn -o me_auburn.jpg
+
+      portraitfx hair recolor me.jpg --color '#c02060' -o me_rose.png
+
+      portraitfx hair recolor me.jpg --reference star.jpg -o me_like_star.jpg
+    """
+    if reference is not None:
+        from portraitfx.io.paths import check_input_path
+
+        check_input_path(reference)
+    return _run(
+        source,
+        output,
+        max_faces,
+        quiet,
+        edit="recolor",
+        color=color,
+        reference=str(reference) if reference else None,
+        amount=strength,
+        model=str(model) if model else None,
+    )
+
+
+@app.command("hairline")
+def hairline(
+    source: Path = _SOURCE,
+    output: Path = _OUTPUT,
+    amount: float = typer.Option(
+        0.3,
+        min=-0.6,
+        max=0.6,
+        help="Share of the forehead's height to move the hairline down (negative: up).",
+    ),
+    model: Path = _MODEL,
+    max_faces: int = _MAX_FACES,
+    quiet: bool = _QUIET,
+) -> int:
+    """Lower (or raise) the hairline with a smooth warp of the forehead and the person's own hair.
+
+    Examples:
+
+      portraitfx hair hairline me.jpg -o me_lower.jpg --amount 0.25
+
+      portraitfx hair hairline me.jpg -o me_higher.jpg --amount -0.2
+    """
+    return _run(
+        source, output, max_faces, quiet, edit="hairline", amount=amount, model=str(model) if model else None
+    )
+
+
+@app.command("fill")
+def fill(
+    source: Path = _SOURCE,
+    output: Path = _OUTPUT,
+    amount: float = typer.Option(1.0, min=0.0, max=1.0, help="How fully thin areas are filled (0..1)."),
+    model: Path = _MODEL,
+    max_faces: int = _MAX_FACES,
+    quiet: bool = _QUIET,
+) -> int:
+    """Fill thin areas where the scalp shows through, from the surrounding hair.
+
+    Example:
+
+      portraitfx hair fill me.jpg -o me_fuller.jpg
+    """
+    return _run(
+        source, output, max_faces, quiet, edit="fill", amount=amount, model=str(model) if model else None
+    )
+
+
+@app.command("bangs")
+def bangs(
+    source: Path = _SOURCE,
+    output: Path = _OUTPUT,
+    amount: float = typer.Option(
+        0.75, min=0.2, max=1.0, help="How far down the forehead the bangs reach (1: the brows)."
+    ),
+    model: Path = _MODEL,
+    max_faces: int = _MAX_FACES,
+    quiet: bool = _QUIET,
+) -> int:
+    """Add bangs made of the person's own hair.
+
+    Example:
+
+      portraitfx hair bangs me.jpg -o me_bangs.jpg --amount 0.8
+    """
+    return _run(
+        source, output, max_faces, quiet, edit="bangs", amount=amount, model=str(model) if model else None
+    )
+
+
+@app.command("analyze")
+def analyze(
+    source: Path = typer.Argument(..., help="A photo."),
+    output: Path = typer.Option(
+        ..., "--output", "-o", help="Picture to write: photo with the matte and hairline, density map."
+    ),
+    quiet: bool = _QUIET,
+) -> int:
+    """Show what the hair edits see: the hair matte, the hairline and where hair is thin.
+
+    Example:
+
+      portraitfx hair analyze me.jpg -o me_hair.png
+    """
+    from rich.console import Console
+
+    from portraitfx.effects.hair.analysis import analyze_hair
+    from portraitfx.effects.hair.preview import analysis_picture
+    from portraitfx.face.analyze import FaceAnalyzer, require_face
+    from portraitfx.io.images import read_image, save_image
+    from portraitfx.io.paths import check_input_path, check_output_path
+
+    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
+    check_input_path(source)
+    check_output_path(output, inputs=(source,))
+    image = read_image(source).rgb
+    with FaceAnalyzer(max_faces=1) as analyzer:
+        face = require_face(analyzer.run(image), f"'{source}'")[0]
+    a = analyze_hair(image, face)
+    save_image(output, analysis_picture(image, a), inputs=(source,))
+    thin = float((a.density_work[a.support_work > 0] < 0.6).mean()) if (a.support_work > 0).any() else 0.0
+    console.print(
+        f"{source}: hairline {a.forehead_height / a.eye_distance:.2f} eye distances above the brows, "
+        f"hair coverage {a.coverage():.2f} of the face, thin {thin:.0%} of the hair area"
+    )
+    console.print(f"  wrote {output}")
+    return 0
