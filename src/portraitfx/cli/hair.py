@@ -207,3 +207,107 @@ def analyze(
     )
     console.print(f"  wrote {output}")
     return 0
+
+
+@app.command("pairs")
+def pairs(
+    generator: Path = typer.Argument(
+        ..., help="A StyleGAN face generator (.safetensors from 'stylegan train' or 'convert')."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Pair folder to write (or resume)."),
+    edit: str = typer.Option("bangs", "--edit", "-e", help="bangs, hairline, recolor or fill."),
+    count: int = typer.Option(100, "--count", "-n", min=0, help="How many pairs."),
+    crude: str = typer.Option(
+        "auto",
+        help="Crude edits: classical (the model-free edit), template (colour blocks), auto (classical, else template).",
+    ),
+    amount: float = typer.Option(
+        None, help="The edit's amount (as the hair commands take it; varied +-25 % per pair)."
+    ),
+    color: str = typer.Option("platinum", "--color", "-c", help="Recolour target."),
+    photos: list[Path] = typer.Option(
+        [],
+        "--photos",
+        help="Inverted photos (.npz with 'ws' from 'stylegan invert') to use instead of samples.",
+    ),
+    steps: int = typer.Option(300, min=1, help="Reconstruction steps per pair."),
+    edit_scale: int = typer.Option(
+        4, min=1, help="The crude edit is matched after downsampling by this factor."
+    ),
+    latent_weight: float = typer.Option(0.1, min=0.0, help="Weight of the stay-in-distribution term."),
+    seed: int = typer.Option(0, help="Base seed (pair i uses seed + i)."),
+    truncation: float = typer.Option(0.7, min=0.0, max=1.0, help="Truncation of sampled latents."),
+    workers: int = typer.Option(0, min=0, help="Ray workers (0: this process)."),
+    quiet: bool = _QUIET,
+) -> int:
+    """Make hair-edit training pairs by iterative reconstruction through a StyleGAN generator.
+
+    Each pair: the generator's render, a crude edit of it, and latents optimised to match
+    the original outside the edit and the crude edit (at low resolution) inside it.
+    Resumable: run it again to finish or to add pairs.
+
+    Example:
+
+      portraitfx hair pairs ffhq256.safetensors -e bangs -n 2000 -o pairs/bangs --workers 8
+    """
+    import sys
+
+    from rich.console import Console
+
+    from portraitfx.train.hairnet.pairs import HairPairJob, write_hair_pairs
+    from portraitfx.train.hairnet.reconstruct import ReconstructOptions
+
+    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
+    from portraitfx.io.paths import check_input_path
+
+    check_input_path(generator)
+    for p in photos:
+        check_input_path(p)
+    job = HairPairJob(
+        edit=edit,
+        count=count,
+        seed=seed,
+        truncation=truncation,
+        crude=crude,
+        amount=amount,
+        colour=color,
+        photos=tuple(str(p) for p in photos),
+        options=ReconstructOptions(steps=steps, edit_scale=edit_scale, latent_weight=latent_weight),
+    )
+    written = write_hair_pairs(
+        generator, output, job, progress=not quiet and sys.stderr.isatty(), workers=workers
+    )
+    console.print(f"{output}: {written} pair(s) written, {count - written} already there")
+    return 0
+
+
+@app.command("interpolate")
+def interpolate(
+    folder: Path = typer.Argument(..., help="A pair folder from 'hair pairs' (with latents/)."),
+    generator: Path = typer.Option(..., "--generator", "-g", help="The generator the pairs were made with."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the new pairs."),
+    count: int = typer.Option(100, "--count", "-n", min=0, help="How many new pairs."),
+    within: float = typer.Option(
+        0.5, min=0.0, max=1.0, help="Share of part-way edits (the rest mix two pairs)."
+    ),
+    seed: int = typer.Option(0),
+    quiet: bool = _QUIET,
+) -> int:
+    """More pairs from the latents of existing ones: part-way edits and mixes of two people.
+
+    Example:
+
+      portraitfx hair interpolate pairs/bangs -g ffhq256.safetensors -n 4000 -o pairs/bangs-more
+    """
+    import sys
+
+    from rich.console import Console
+
+    from portraitfx.train.hairnet.pairs import interpolate_pairs
+
+    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
+    written = interpolate_pairs(
+        folder, generator, output, count, seed=seed, within=within, progress=not quiet and sys.stderr.isatty()
+    )
+    console.print(f"{output}: {written} interpolated pair(s) written")
+    return 0
