@@ -175,7 +175,6 @@ def test_hairline_moves_by_the_requested_amount(analyzer, faces, hair, embedder,
     forehead = float(np.median(a.hairline_height[c]))
     moved = float(np.median(a.hairline_height[c] - after.hairline_height[c]))
     want = amount * forehead
-    print(f"hairline {name} {amount}: moved {moved:.1f} px, asked {want:.1f} px")
     assert abs(moved - want) <= 0.15 * abs(want), f"moved {moved:.1f} px, asked {want:.1f} px"
     d = identity_distance(embedder(img, face), embedder(out, face))
     assert d < SAME_PERSON_DISTANCE

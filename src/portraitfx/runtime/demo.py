@@ -12,7 +12,9 @@ Writes to the output folder:
       style's aligned face frame; ``stylize.mp4``: the synthetic clip in ``pencil``
       (audio kept);
     * ``toon.png``: the sample through the shipped real-time student (the photo, the
-      FaceBlit pencil teacher, the student) and ``toon.mp4``: the clip through it.
+      FaceBlit pencil teacher, the student) and ``toon.mp4``: the clip through it;
+    * ``hair.png``: the model-free hair edits on the sample (recolour, hairline, fill,
+      bangs) and ``hair_analysis.png``: the hair matte, hairline and density map.
 """
 
 from __future__ import annotations
@@ -172,4 +174,30 @@ def run_demo(
     )
     written["toon"] = out / "toon.png"
     written["toon clip"] = out / "toon.mp4"
+
+    log("hair edits on the sample ...")
+    from portraitfx.effects.hair import (
+        add_bangs,
+        adjust_hairline,
+        analyze_hair,
+        fill_sparse,
+        recolor,
+        rgb_to_lab,
+    )
+    from portraitfx.effects.hair.colors import parse_colour
+    from portraitfx.effects.hair.preview import analysis_picture
+
+    hair = analyze_hair(image, face)
+    tiles = [
+        ("input (zoom)", image[crop]),
+        ("recolor auburn", recolor(image, hair, rgb_to_lab(parse_colour("auburn"))).image[crop]),
+        ("recolor #c02060", recolor(image, hair, rgb_to_lab(parse_colour("#c02060"))).image[crop]),
+        ("hairline -0.25", adjust_hairline(image, hair, -0.25).image[crop]),
+        ("fill", fill_sparse(image, hair).image[crop]),
+        ("bangs", add_bangs(image, hair, amount=1.0).image[crop]),
+    ]
+    save_image(out / "hair.png", contact_sheet(tiles, size=256, columns=3))
+    save_image(out / "hair_analysis.png", analysis_picture(image, hair, height=320))
+    written["hair"] = out / "hair.png"
+    written["hair analysis"] = out / "hair_analysis.png"
     return written

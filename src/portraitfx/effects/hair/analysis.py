@@ -297,13 +297,18 @@ def _hairline(
     top = int(1.7 * iod / 0.5)  # a hairline higher than this is no hairline
     hair = prof >= 0.5
     for i in range(len(offsets)):
-        row = hair[i]
-        for j in np.flatnonzero(row[:top]):
-            if row[j : j + run].all():
-                heights[i] = steps[j]
-                end = np.flatnonzero(~row[j:])
-                thickness[i] = (end[0] if end.size else len(row) - j) * 0.5
-                break
+        # runs of hair along the column; the hairline is where the longest run (the hair
+        # mass itself, not a dark patch of forehead below it) begins
+        row = np.concatenate([[False], hair[i], [False]])
+        edges = np.flatnonzero(np.diff(row.astype(np.int8)))
+        starts, ends = edges[::2], edges[1::2]
+        keep = (ends - starts >= run) & (starts < top)
+        if not keep.any():
+            continue
+        starts, ends = starts[keep], ends[keep]
+        k = int(np.argmax(ends - starts))
+        heights[i] = steps[starts[k]]
+        thickness[i] = (ends[k] - starts[k]) * 0.5
     return bases, heights, thickness, offsets
 
 
@@ -403,6 +408,11 @@ def analyze_hair(
     ll_other = np.logaddexp.reduce(np.stack(others), axis=0)
     p_colour = 1.0 / (1.0 + np.exp(np.clip(ll_other - ll_hair, -30, 30)))
     alpha_w = geometry * p_colour
+    # ears: beside the face between mouth and brows, anything skin-coloured is not hair
+    mouth_h = float(lm_w[[T.MOUTH_RIGHT, T.MOUTH_LEFT], :2].mean(0) @ up)
+    ears = (~oval) & (height > mouth_h) & (height < brow_top_w)
+    ears &= cv2.dilate(oval.astype(np.uint8), np.ones((max(int(0.5 * iod), 3),) * 2, np.uint8)) > 0
+    alpha_w[ears & (skin_colour.mahalanobis(lab_w) < 3.5)] = 0.0
     alpha_w = cv2.GaussianBlur(alpha_w.astype(np.float32), (0, 0), max(0.6, iod * 0.01))
     # keep the hair attached to the head: drop parts that reach no confident hair
     n, labels = cv2.connectedComponents((alpha_w > 0.5).astype(np.uint8), connectivity=8)

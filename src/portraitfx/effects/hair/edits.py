@@ -129,7 +129,10 @@ def robust_hairline(a: HairAnalysis) -> np.ndarray:
         if keep.sum() < 3:
             keep = ok
             break
-    out = np.where(keep, h, fit)
+    # the middle follows the dome where a column strays; the temples keep what was measured
+    # (a hairline really does come down at the sides)
+    outer = np.isfinite(h) & (np.abs(s) > 0.6)
+    out = np.where(keep | outer, h, fit)
     return _smooth_columns(np.maximum(out, 0.0).astype(np.float32))
 
 
@@ -243,7 +246,7 @@ def adjust_hairline(image: np.ndarray, a: HairAnalysis, amount: float) -> HairEd
     top_col = heights + np.maximum(thickness, abs(move) * 1.6 + 2.0)
     # work only where something moves
     xx, yy, s, h = _grid(a, (0, a.shape[0], 0, a.shape[1]))
-    band = (np.abs(s) < 1.15) & (h > low) & (h < _along(a, s, top_col))
+    band = (np.abs(s) < 1.25) & (h > low) & (h < _along(a, s, top_col))
     sub = _bounds(band, pad=2)
     if sub is None or move == 0:
         return HairEdit(image.copy(), np.zeros(image.shape[:2], bool))
@@ -251,7 +254,7 @@ def adjust_hairline(image: np.ndarray, a: HairAnalysis, amount: float) -> HairEd
     xx, yy, s, h = xx[r0:r1, c0:c1], yy[r0:r1, c0:c1], s[r0:r1, c0:c1], h[r0:r1, c0:c1]
     hl = _along(a, s, heights)
     top = _along(a, s, top_col)
-    d = move * _taper(s, 0.55, 1.1)
+    d = move * _taper(s, 0.75, 1.2)
     src = h.copy()
     skin = (h > low) & (h < hl - d)
     src[skin] = low + (h[skin] - low) * (hl[skin] - low) / np.maximum(hl[skin] - d[skin] - low, 1e-3)
@@ -428,6 +431,12 @@ def add_bangs(
     # slightly darker toward the tips (the fringe shades itself), and a soft shadow on the skin below
     depth = np.clip((h - low) / length, 0.0, 1.0)
     fringe *= (0.85 + 0.15 * depth)[..., None]
+    # strands: fine streaks along the fall of the hair, so even smooth or light hair reads as a fringe
+    streaks = cv2.GaussianBlur(
+        rng.standard_normal((1, tips_n)).astype(np.float32), (0, 0), max(0.7, iod * 0.006)
+    )
+    streaks = streaks.ravel() / (streaks.std() + 1e-6)
+    fringe *= (1.0 + 0.045 * streaks[np.clip(pos.astype(np.int64), 0, tips_n - 1)])[..., None]
     shadow_w = 0.08 * forehead
     shadow = np.clip(1.0 - (low - h) / shadow_w, 0.0, 1.0) * (h < low) * ends
     base = image[a.box[1] + r0 : a.box[1] + r1, a.box[0] + c0 : a.box[0] + c1].astype(np.float32)
