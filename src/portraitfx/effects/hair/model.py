@@ -6,9 +6,10 @@ predicts, limited to the hair/forehead edit region, so the rest of the photo kee
 its original resolution and pixels.
 
 ONNX contract (see :mod:`portraitfx.train.hairnet.export`): input ``image``
-``(1, 3, S, S)`` float32 in [-1, 1]; outputs ``image`` (same shape) and ``mask``
-``(1, 1, S, S)`` in [0, 1]; metadata key ``portraitfx`` holds JSON with at least
-``{"kind": "hairnet", "size": S}`` and usually ``"edit"``.
+``(1, 3, S, S)`` float32 in [-1, 1]; two outputs, the edited image (same shape, any
+name but ``mask``) and ``mask`` ``(1, 1, S, S)`` in [0, 1]; metadata key
+``portraitfx`` holds JSON with at least ``{"kind": "hairnet", "size": S}`` and
+usually ``"edit"``.
 """
 
 from __future__ import annotations
@@ -38,13 +39,10 @@ class HairModel:
     """
 
     def __init__(self, path: str | os.PathLike[str], providers: Any = None) -> None:
-        from portraitfx.models.load import open_onnx_session, sniff_model_format
+        from portraitfx.models.load import open_onnx_session
 
         self.path = Path(path)
-        kind = sniff_model_format(self.path)
-        if kind != "onnx":
-            raise ModelError(f"'{self.path}' is a {kind} file; a hair model must be an exported .onnx file")
-        self.session = open_onnx_session(self.path, providers)
+        self.session = open_onnx_session(self.path, providers)  # refuses pickles and non-ONNX files
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             info = json.loads(meta.get("portraitfx", "{}"))
@@ -56,8 +54,11 @@ class HairModel:
             )
         names_in = [i.name for i in self.session.get_inputs()]
         names_out = [o.name for o in self.session.get_outputs()]
-        if names_in != ["image"] or not {"image", "mask"} <= set(names_out):
-            raise ModelError(f"'{self.path}': expected input 'image' and outputs 'image', 'mask'")
+        if names_in != ["image"] or "mask" not in names_out or len(names_out) != 2:
+            raise ModelError(
+                f"'{self.path}': expected input 'image' and two outputs, the edited image and 'mask'"
+            )
+        self._outputs = [next(n for n in names_out if n != "mask"), "mask"]
         self.size = int(info.get("size") or self.session.get_inputs()[0].shape[-1])
         self.edit = str(info.get("edit", ""))
         self.info = info
@@ -65,7 +66,7 @@ class HairModel:
     def run_crop(self, crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model on one ``S x S`` uint8 crop: ``(edited uint8 crop, mask float32)``."""
         x = crop.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
-        image, mask = self.session.run(["image", "mask"], {"image": x})
+        image, mask = self.session.run(self._outputs, {"image": x})
         out = np.clip((image[0].transpose(1, 2, 0) + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
         return out, np.clip(mask[0, 0], 0.0, 1.0).astype(np.float32)
 
