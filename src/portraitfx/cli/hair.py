@@ -311,3 +311,98 @@ def interpolate(
     )
     console.print(f"{output}: {written} interpolated pair(s) written")
     return 0
+
+
+def train_hairnet(
+    config_file: Path = typer.Argument(..., help="YAML: data (a hair pair folder), output, steps, options."),
+    export: Path = typer.Option(None, "--export", help="Also export the trained model to this .onnx file."),
+    quiet: bool = _QUIET,
+) -> int:
+    """Train a hair model (GLEAN-like with a StyleGAN prior, or the pix2pixHD baseline); run again to resume.
+
+    Config example:
+
+      data: pairs/bangs        # from 'portraitfx hair pairs' (and 'hair interpolate')
+      output: runs/bangs
+      steps: 20000
+      options: {arch: glean, size: 256, edit: bangs, prior: ffhq256.safetensors, batch: 8}
+
+    Example:
+
+      portraitfx train hairnet bangs.yaml --export bangs.onnx
+    """
+    import sys
+    from dataclasses import replace
+
+    from portraitfx.cli.train import _read_config
+    from portraitfx.train.hairnet.trainer import (
+        HairNetTrainer,
+        HairTrainOptions,
+        export_hairnet,
+        load_hair_pairs,
+    )
+
+    config = _read_config(config_file)
+    out: Path = config["output"]
+    checkpoint = out / "checkpoint.safetensors"
+    if checkpoint.is_file():
+        import json
+
+        from portraitfx.train.checkpoints import read_metadata
+
+        options = HairTrainOptions.from_dict(
+            json.loads(read_metadata(checkpoint, "hair model checkpoint")["options"])
+        )
+    else:
+        options = HairTrainOptions.from_dict(dict(config.get("options") or {}))
+    if "steps" in config:
+        options = replace(options, steps=int(config["steps"]))
+    if options.prior and not Path(options.prior).is_absolute():
+        options = replace(options, prior=str((config_file.parent / options.prior).resolve()))
+    before, after, masks = load_hair_pairs(config["data"], options.size, options.edit or None)
+    trainer = HairNetTrainer(
+        before, after, masks, options, resume=checkpoint if checkpoint.is_file() else None
+    )
+    if checkpoint.is_file() and not quiet:
+        typer.echo(f"resuming {checkpoint} at step {trainer.step_count}")
+    history = trainer.train(
+        out, log_every=int(config.get("log_every", 100)), progress=not quiet and sys.stderr.isatty()
+    )
+    last = history[-1] if history else trainer.validate()
+    if not quiet:
+        typer.echo(
+            f"trained {trainer.step_count} steps on {len(before)} pairs: held-out PSNR {last['psnr']:.2f} dB "
+            f"(unedited input {last['identity_psnr']:.2f} dB), in the edit region {last['psnr_edit']:.2f} dB "
+            f"(input {last['identity_psnr_edit']:.2f} dB); {out / 'hairnet.safetensors'}"
+        )
+    if export is not None:
+        info = export_hairnet(out / "hairnet.safetensors", export)
+        if not quiet:
+            typer.echo(
+                f"exported {export} ({info['bytes'] / 1e6:.1f} MB, max difference {info['max_abs_error']:.1e})"
+            )
+    return 0
+
+
+def export_hairnet_cmd(
+    checkpoint: Path = typer.Argument(..., help="hairnet.safetensors (or a run's checkpoint.safetensors)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The .onnx file to write."),
+    quiet: bool = _QUIET,
+) -> int:
+    """Export a trained hair model to ONNX (checked against PyTorch) for 'portraitfx hair ... --model'.
+
+    Example:
+
+      portraitfx export hairnet runs/bangs/hairnet.safetensors -o bangs.onnx
+    """
+    from portraitfx.io.paths import check_input_path
+    from portraitfx.train.hairnet.trainer import export_hairnet
+
+    check_input_path(checkpoint)
+    info = export_hairnet(checkpoint, output)
+    if not quiet:
+        typer.echo(
+            f"wrote {output}: {info['arch']} hair model for {info['edit'] or 'any edit'} at {info['size']} px "
+            f"({info['bytes'] / 1e6:.1f} MB, max difference to PyTorch {info['max_abs_error']:.1e})"
+        )
+    return 0

@@ -167,7 +167,7 @@ def _fir(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 def _depthwise(
     x: torch.Tensor, kernel: torch.Tensor, pad: tuple[int, int, int, int], stride: int = 1
 ) -> torch.Tensor:
-    c = x.shape[1]
+    c = int(x.shape[1])  # a constant when traced, so exported graphs know the kernel's shape
     x = F.pad(x, pad)
     return F.conv2d(x, kernel[None, None].expand(c, 1, *kernel.shape), stride=stride, groups=c)
 
