@@ -66,3 +66,44 @@ def print_report(console: Any, source: Path, output: Path, kind: str, report: An
     for out in report.outputs:
         console.print(f"  wrote {out}")
     return 0
+
+
+def run_effect_command(
+    name: str,
+    options: dict[str, Any],
+    source: Path,
+    output: Path,
+    *,
+    max_faces: int,
+    quiet: bool,
+    verb: str,
+    note: Any = None,
+) -> int:
+    """The body of an effect command: check the paths, build the effect, run it over an
+    image, a video or a folder with a progress bar, print what was done.
+
+    ``note``: a callable returning a line to print before the work starts (or None).
+    """
+    from rich.console import Console
+
+    from portraitfx.effects import create_effect
+    from portraitfx.face.analyze import AnalyzeOptions
+    from portraitfx.runtime.apply import apply_to_path
+
+    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
+    kind = check_paths(source, output)
+    line = note() if note is not None else None
+    if line:
+        console.print(line)
+    effect = create_effect(name, **options)
+    try:
+        report = apply_to_path(
+            effect,
+            source,
+            output,
+            options=AnalyzeOptions(max_faces=max_faces),
+            progress=not quiet and sys.stderr.isatty(),
+        )
+    finally:
+        effect.close()
+    return print_report(console, source, output, kind, report, verb)

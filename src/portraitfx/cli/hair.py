@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from portraitfx.cli._run import check_paths, print_report
+from portraitfx.cli._run import run_effect_command
 
 app = typer.Typer(
     name="hair",
@@ -30,28 +30,10 @@ _QUIET = typer.Option(False, "--quiet", "-q", help="Print nothing but errors.")
 
 
 def _run(source: Path, output: Path, max_faces: int, quiet: bool, **options: object) -> int:
-    import sys
-
-    from rich.console import Console
-
-    from portraitfx.effects import create_effect
-    from portraitfx.face.analyze import AnalyzeOptions
-    from portraitfx.runtime.apply import apply_to_path
-
-    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
-    kind = check_paths(source, output)
-    effect = create_effect("hair", **{k: v for k, v in options.items() if v is not None})
-    try:
-        report = apply_to_path(
-            effect,
-            source,
-            output,
-            options=AnalyzeOptions(max_faces=max_faces),
-            progress=not quiet and sys.stderr.isatty(),
-        )
-    finally:
-        effect.close()
-    return print_report(console, source, output, kind, report, "edited")
+    options = {k: v for k, v in options.items() if v is not None}
+    return run_effect_command(
+        "hair", options, source, output, max_faces=max_faces, quiet=quiet, verb="edited"
+    )
 
 
 @app.command("recolor")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from portraitfx.cli._run import check_paths, print_report
+from portraitfx.cli._run import run_effect_command
 
 
 class Region(str, Enum):
@@ -59,29 +59,13 @@ def stylize(
 
       portraitfx stylize photos/ -s watercolour -o photos_watercolour/
     """
-    import sys
-
-    from rich.console import Console
-
-    from portraitfx.effects import create_effect
-    from portraitfx.face.analyze import AnalyzeOptions
-    from portraitfx.runtime.apply import apply_to_path
-
-    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
-    kind = check_paths(source, output)
-    note = _first_use_note(style)
-    if note:
-        console.print(note)
-    effect = create_effect("stylize", style=style, region=region.value, strength=strength)
-    try:
-        report = apply_to_path(
-            effect,
-            source,
-            output,
-            options=AnalyzeOptions(max_faces=max_faces),
-            progress=not quiet and sys.stderr.isatty(),
-        )
-    finally:
-        effect.close()
-
-    return print_report(console, source, output, kind, report, "stylized")
+    return run_effect_command(
+        "stylize",
+        {"style": style, "region": region.value, "strength": strength},
+        source,
+        output,
+        max_faces=max_faces,
+        quiet=quiet,
+        verb="stylized",
+        note=lambda: _first_use_note(style),
+    )

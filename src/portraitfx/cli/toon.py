@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from portraitfx.cli._run import check_paths, print_report
+from portraitfx.cli._run import check_paths, print_report, run_effect_command
 
 _settings = {
     "no_args_is_help": True,
@@ -66,26 +66,15 @@ def toon(
 
       portraitfx toon photos/ -m my-style.onnx --mode frame -o photos_toon/
     """
-    from rich.console import Console
-
-    from portraitfx.effects import create_effect
-    from portraitfx.face.analyze import AnalyzeOptions
-    from portraitfx.runtime.apply import apply_to_path
-
-    console = Console(highlight=False, markup=False, quiet=quiet, soft_wrap=True)
-    kind = check_paths(source, output)
-    effect = create_effect("toon", model=model, mode=mode.value, strength=strength, smoothing=smoothing)
-    try:
-        report = apply_to_path(
-            effect,
-            source,
-            output,
-            options=AnalyzeOptions(max_faces=max_faces),
-            progress=not quiet and sys.stderr.isatty(),
-        )
-    finally:
-        effect.close()
-    return print_report(console, source, output, kind, report, "stylised")
+    return run_effect_command(
+        "toon",
+        {"model": model, "mode": mode.value, "strength": strength, "smoothing": smoothing},
+        source,
+        output,
+        max_faces=max_faces,
+        quiet=quiet,
+        verb="stylised",
+    )
 
 
 @student_app.command("pairs")

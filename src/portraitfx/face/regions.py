@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 import cv2
 import numpy as np
@@ -28,7 +28,9 @@ from portraitfx.face import topology as T
 
 __all__ = [
     "REGIONS",
+    "FaceFrame",
     "RegionName",
+    "face_frame",
     "forehead_polygon",
     "polygon_mask",
     "region_mask",
@@ -65,6 +67,32 @@ def _up_vector(landmarks: np.ndarray) -> np.ndarray:
     if np.dot(pts[T.FOREHEAD, :2] - pts[T.CHIN, :2], up) < 0:
         up = -up
     return up
+
+
+class FaceFrame(NamedTuple):
+    """A face's own axes in the image: eye midpoint, eye distance, unit vectors up (chin to
+    forehead) and across (along the eye line), and the height from chin to eyes."""
+
+    eye_mid: np.ndarray
+    iod: float
+    up: np.ndarray
+    across: np.ndarray
+    face_height: float
+
+
+def face_frame(landmarks: np.ndarray) -> FaceFrame:
+    """The :class:`FaceFrame` of a ``(478, 2|3)`` mesh."""
+    lm = np.asarray(landmarks, np.float32)
+    r, l_ = T.eye_centers(lm)
+    up = _up_vector(lm)
+    eye_mid = (r + l_) / 2
+    return FaceFrame(
+        eye_mid=eye_mid,
+        iod=float(np.linalg.norm(l_ - r)),
+        up=up,
+        across=np.array([-up[1], up[0]], np.float32),
+        face_height=float(np.dot(eye_mid - lm[T.CHIN, :2], up)),
+    )
 
 
 def forehead_polygon(landmarks: np.ndarray, extend: float = 0.6) -> np.ndarray:

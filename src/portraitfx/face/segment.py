@@ -23,7 +23,7 @@ import numpy as np
 from portraitfx._validate import check_choice, check_image
 from portraitfx.face import _mp
 from portraitfx.face import topology as T
-from portraitfx.face.regions import _up_vector, region_mask
+from portraitfx.face.regions import face_frame, region_mask
 
 __all__ = ["PersonSegmenter", "hair_mask"]
 
@@ -72,13 +72,7 @@ def hair_mask(person: np.ndarray, landmarks: np.ndarray, *, feather: float = 0.0
     """
     h, w = person.shape[:2]
     lm = np.asarray(landmarks, np.float32)
-    r, l_ = T.eye_centers(lm)
-    iod = float(np.linalg.norm(l_ - r))
-    up = _up_vector(lm)
-    across = np.array([-up[1], up[0]], np.float32)
-    eye_mid = (r + l_) / 2
-    chin = lm[T.CHIN, :2]
-    face_h = float(np.dot(eye_mid - chin, up))
+    eye_mid, iod, up, across, face_h = face_frame(lm)
     # Head region: an ellipse around the skull, from a little below the chin to well
     # above the forehead, wide enough for hair at the sides.
     centre = eye_mid + up * face_h * 0.5

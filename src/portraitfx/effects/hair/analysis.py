@@ -33,7 +33,7 @@ import numpy as np
 
 from portraitfx.errors import HairNotFoundError
 from portraitfx.face import topology as T
-from portraitfx.face.regions import _up_vector, region_mask
+from portraitfx.face.regions import _up_vector, face_frame, region_mask
 from portraitfx.face.types import Face
 
 __all__ = ["ColourModel", "HairAnalysis", "analyze_hair", "edit_region", "head_box", "lab"]
@@ -189,13 +189,7 @@ class HairAnalysis:
 
 def head_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """The crop that holds the head and its hair: an ellipse around the skull, padded, clipped to the image."""
-    lm = np.asarray(landmarks, np.float32)
-    r, l_ = T.eye_centers(lm)
-    iod = float(np.linalg.norm(l_ - r))
-    up = _up_vector(lm)
-    across = np.array([-up[1], up[0]], np.float32)
-    eye_mid = (r + l_) / 2
-    face_h = float(np.dot(eye_mid - lm[T.CHIN, :2], up))
+    eye_mid, iod, up, across, face_h = face_frame(landmarks)
     centre = eye_mid + up * face_h * 0.45
     t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
     pts = centre + np.outer(np.cos(t), across) * iod * 2.6 + np.outer(np.sin(t), up) * face_h * 1.9
@@ -208,12 +202,7 @@ def head_box(landmarks: np.ndarray, shape: tuple[int, ...]) -> tuple[int, int, i
 def _geometry(shape: tuple[int, int], lm: np.ndarray, person: np.ndarray) -> tuple[np.ndarray, float]:
     """Where hair may be, soft, at the analysis size; also the brow top along ``up``."""
     h, w = shape
-    r, l_ = T.eye_centers(lm)
-    iod = float(np.linalg.norm(l_ - r))
-    up = _up_vector(lm)
-    across = np.array([-up[1], up[0]], np.float32)
-    eye_mid = (r + l_) / 2
-    face_h = float(np.dot(eye_mid - lm[T.CHIN, :2], up))
+    eye_mid, iod, up, across, face_h = face_frame(lm)
     centre = eye_mid + up * face_h * 0.45
     head = np.zeros((h, w), np.uint8)
     angle = float(np.degrees(np.arctan2(across[1], across[0])))

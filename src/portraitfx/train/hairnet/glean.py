@@ -97,11 +97,16 @@ class HairNetConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HairNetConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown hair model settings: {', '.join(sorted(unknown))}")
-        return cls(**data)
+        return from_settings(cls, data, "hair model settings")
+
+
+def from_settings(cls: Any, data: dict[str, Any], what: str) -> Any:
+    """``cls(**data)`` for a dataclass, with unknown keys named in a :class:`ConfigError`."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"unknown {what}: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    return cls(**data)
 
 
 def _act(x: torch.Tensor) -> torch.Tensor:

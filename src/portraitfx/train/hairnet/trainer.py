@@ -22,7 +22,7 @@ import json
 import os
 import time
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,12 @@ import torch.nn.functional as F
 
 from portraitfx.errors import ConfigError, InputError, ModelError
 from portraitfx.train.checkpoints import load_network, load_run, save_network, save_run
-from portraitfx.train.hairnet.glean import HairNetConfig, MultiScaleDiscriminator, build_hairnet
+from portraitfx.train.hairnet.glean import (
+    HairNetConfig,
+    MultiScaleDiscriminator,
+    build_hairnet,
+    from_settings,
+)
 
 __all__ = [
     "HairNetTrainer",
@@ -174,13 +179,7 @@ class HairTrainOptions:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HairTrainOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown hairnet options: {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})"
-            )
-        return cls(**data)
+        return from_settings(cls, data, "hairnet options")
 
 
 class HairNetTrainer:
