@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 comma := ,
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev,train,web,scale
+EXTRAS ?= dev,train,web,scale,portrait
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 OPENCV := opencv-contrib-python==4.11.0.86
