@@ -20,6 +20,7 @@ from portraitfx.cli import convert as convert_cmd
 from portraitfx.cli import demo as demo_cmd
 from portraitfx.cli import hair as hair_cmd
 from portraitfx.cli import live as live_cmd
+from portraitfx.cli import portrait as portrait_cmd
 from portraitfx.cli import serve as serve_cmd
 from portraitfx.cli import style as style_cmd
 from portraitfx.cli import stylegan as stylegan_cmd
@@ -50,6 +51,7 @@ app.add_typer(style_cmd.app, name="style")
 app.add_typer(stylegan_cmd.app, name="stylegan")
 app.add_typer(convert_cmd.app, name="convert")
 app.command("toon")(toon_cmd.toon)
+app.command("portrait")(portrait_cmd.portrait)
 app.add_typer(hair_cmd.app, name="hair")
 app.add_typer(toon_cmd.student_app, name="student")
 app.add_typer(toon_cmd.export_app, name="export")

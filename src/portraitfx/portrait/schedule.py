@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ import numpy as np
 
 from portraitfx.errors import ConfigError
 
-__all__ = ["Generation", "Schedule", "generate", "phase_of", "schedule_calls"]
+__all__ = ["Generation", "Schedule", "clean_guess", "generate", "phase_of", "schedule_calls"]
 
 MaskFn = Callable[[np.ndarray], "np.ndarray | None"]
 
@@ -129,6 +130,28 @@ def _decode(pipe: Any, latents: Any) -> np.ndarray:
     return ((img[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
+def clean_guess(scheduler: Any, model_output: Any, t: Any, latents: Any) -> Any:
+    """The one-step prediction of the clean latents, for schedulers whose step does not return it.
+
+    Karras-sigma schedulers (Euler family): ``x0 = x - sigma * eps``; variance-preserving
+    ones (DPM-Solver++, UniPC, ...): ``x0 = (x - sqrt(1 - a) * eps) / sqrt(a)`` with ``a``
+    the cumulative alpha at ``t`` (``v``-prediction models: ``x0 = sqrt(a) x - sqrt(1 - a) v``).
+    """
+    import torch
+
+    kind = getattr(scheduler.config, "prediction_type", "epsilon")
+    if "Euler" in type(scheduler).__name__:
+        idx = int((scheduler.timesteps == t).nonzero()[0])
+        sigma = scheduler.sigmas[idx].to(latents.dtype)
+        if kind == "v_prediction":
+            return model_output * (-sigma / (sigma**2 + 1) ** 0.5) + latents / (sigma**2 + 1)
+        return latents - sigma * model_output
+    a = scheduler.alphas_cumprod[int(t)].to(latents.device, latents.dtype)
+    if kind == "v_prediction":
+        return torch.sqrt(a) * latents - torch.sqrt(1 - a) * model_output
+    return (latents - torch.sqrt(1 - a) * model_output) / torch.sqrt(a)
+
+
 def _has_identity_adapter(pipe: Any) -> bool:
     return getattr(getattr(pipe, "unet", None), "encoder_hid_proj", None) is not None
 
@@ -206,17 +229,27 @@ def generate(
         return out
 
     strength = s.ip_scale if reference is not None else 0.0
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+
+    def noise_arg(g: Any) -> dict[str, Any]:
+        # ancestral and SDE samplers draw noise every step: from the run's own generator
+        return {"generator": g} if takes_generator else {}
+
     with torch.no_grad():
         for i, t in enumerate(scheduler.timesteps):
             phase = phase_of(s, i) if reference is not None else "prompt"
             result.phases.append(phase)
             if phase == "blend":
                 # the identity pass on a copy of the scheduler, the prompt-only pass on the real one
-                id_out = copy.deepcopy(scheduler).step(eps(latents, t, strength), t, latents)
-                if (
-                    mask_t is None
-                ):  # first blended step: find the face in the identity pass's clean-image guess
-                    result.preview = _decode(pipe, id_out.pred_original_sample)
+                e_id = eps(latents, t, strength)
+                twin = torch.Generator().set_state(gen.get_state())  # the same noise for both passes
+                id_out = copy.deepcopy(scheduler).step(e_id, t, latents, **noise_arg(twin))
+                if mask_t is None:
+                    # the first blended step: find the face in the identity pass's clean-image guess
+                    x0 = getattr(id_out, "pred_original_sample", None)
+                    result.preview = _decode(
+                        pipe, x0 if x0 is not None else clean_guess(scheduler, e_id, t, latents)
+                    )
                     mask = mask_fn(result.preview) if mask_fn is not None else None
                     if mask is None:
                         result.notes.append("no face in the preview: the identity pass is kept everywhere")
@@ -226,11 +259,11 @@ def generate(
                         F.interpolate(m, size=shape[2:], mode="area").to(device, latents.dtype).clamp(0, 1)
                     )
                     result.mask = mask_t[0, 0].cpu().numpy()
-                p_out = scheduler.step(eps(latents, t, 0.0), t, latents)
+                p_out = scheduler.step(eps(latents, t, 0.0), t, latents, **noise_arg(gen))
                 latents = mask_t * id_out.prev_sample + (1 - mask_t) * p_out.prev_sample
             else:
                 scale = 0.0 if phase == "prompt" else strength
-                latents = scheduler.step(eps(latents, t, scale), t, latents).prev_sample
+                latents = scheduler.step(eps(latents, t, scale), t, latents, **noise_arg(gen)).prev_sample
             if keep_latents:
                 result.latents.append(latents.detach().clone())
             if callback is not None:
