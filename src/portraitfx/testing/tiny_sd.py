@@ -78,7 +78,9 @@ def build_tiny_sd(folder: str | os.PathLike[str], seed: int = 0, size: int = 64)
         torch.manual_seed(seed)
         vocab = _tokenizer_files(root / "tokenizer-src")
         tokenizer = CLIPTokenizer(
-            str(root / "tokenizer-src" / "vocab.json"), str(root / "tokenizer-src" / "merges.txt"), model_max_length=77
+            str(root / "tokenizer-src" / "vocab.json"),
+            str(root / "tokenizer-src" / "merges.txt"),
+            model_max_length=77,
         )
         eos = vocab["<|endoftext|>"]
         text_encoder = CLIPTextModel(
