@@ -38,6 +38,12 @@ def portrait(
     fusion: float = typer.Option(None, min=0.0, max=1.0, help="Face fusion strength (default: the style's)."),
     steps: int = typer.Option(None, min=1, help="Denoising steps (default: the style's)."),
     size: str = typer.Option(None, "--size", help="WIDTHxHEIGHT (default: the style's), e.g. 512x640."),
+    restore: str = typer.Option(
+        None, "--restore", help="Face-restoration ONNX model for the kept portraits."
+    ),
+    upscale: str = typer.Option(
+        None, "--upscale", help="Super-resolution ONNX model for the kept portraits."
+    ),
     styles_dir: Path = typer.Option(None, "--styles-dir", help="Another folder of style .yaml files."),
     list_styles: bool = typer.Option(False, "--list-styles", help="List the styles and exit."),
     no_provenance: bool = typer.Option(
@@ -80,7 +86,7 @@ def portrait(
     if k > n:
         raise ConfigError(f"-k ({k}) cannot be more than -n ({n})")
     from portraitfx.io.paths import check_input_path
-    from portraitfx.portrait.models import load_models_yaml, load_pipeline
+    from portraitfx.portrait.models import load_models_yaml, load_pipeline, resolve
     from portraitfx.portrait.studio import PortraitStudio
     from portraitfx.portrait.styles import load_style
 
@@ -117,7 +123,13 @@ def portrait(
         if not quiet:
             console.print(f"  candidate {done}/{total} (seed {cand.seed}){' fused' if cand.fused else ''}")
 
-    result = PortraitStudio(pipe, models=entries).run(
+    studio = PortraitStudio(
+        pipe,
+        models=entries,
+        restore=None if restore is None else resolve(restore, entries),
+        upscale=None if upscale is None else resolve(upscale, entries),
+    )
+    result = studio.run(
         [str(r) for r in references], st, n=n, k=k, seed=seed, subject=subject, out_dir=output,
         fusion=fusion, steps=steps, size=wh, provenance=not no_provenance, progress=tick if show or not quiet else None,
     )  # fmt: skip

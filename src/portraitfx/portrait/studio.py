@@ -10,7 +10,9 @@ Per run (the seed's post-processing):
    in at the style's ``fusion`` strength (0: none);
 5. the candidates are **ranked** by identity similarity (dlib descriptors, the project's
    metric) to the references' mean, and the top ``k`` are kept;
-6. the kept portraits are written with provenance (metadata and invisible watermark),
+6. optionally, the kept ones get a face-restoration and a super-resolution ONNX pass
+   (:mod:`~portraitfx.portrait.post`);
+7. the kept portraits are written with provenance (metadata and invisible watermark),
    with a contact sheet of every candidate and a JSON report.
 """
 
@@ -94,9 +96,20 @@ class PortraitStudio:
         models: ``models.yaml`` entries, for the styles' LoRA names.
     """
 
-    def __init__(self, pipe: Any, *, models: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        pipe: Any,
+        *,
+        models: dict[str, Any] | None = None,
+        restore: str | os.PathLike[str] | None = None,
+        upscale: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from portraitfx.portrait.post import FaceRestorer, Upscaler
+
         self.pipe = pipe
         self.models = models
+        self.restorer = FaceRestorer(restore) if restore is not None else None
+        self.upscaler = Upscaler(upscale) if upscale is not None else None
 
     def run(
         self,
@@ -169,6 +182,14 @@ class PortraitStudio:
                 sims = rank_by_identity(
                     [c.image for c in candidates], target, analyzer=analyzer, embedder=embedder
                 )
+                # the optional finishing passes, on the kept ones only
+                for c in [candidates[i] for i in _order(sims)[:k]]:
+                    if self.restorer is not None:
+                        c.image, done = self.restorer(c.image, analyzer)
+                        c.notes.append("face restored" if done else "no face to restore")
+                    if self.upscaler is not None:
+                        c.image = self.upscaler(c.image)
+                        c.notes.append(f"upscaled to {c.image.shape[1]}x{c.image.shape[0]}")
             finally:
                 if swapper is not None:
                     swapper.close()
@@ -192,6 +213,8 @@ class PortraitStudio:
                 "inject_at": schedule.inject_at, "blend_at": schedule.blend_at, "ip_scale": schedule.ip_scale,
                 "width": schedule.width, "height": schedule.height, "fusion": strength,
                 "loras": [list(x) for x in st.loras],
+                "restore": None if self.restorer is None else str(self.restorer._restorer.path),
+                "upscale": None if self.upscaler is None else str(self.upscaler.path),
             },
             "candidates": [
                 {"index": c.index, "seed": c.seed, "similarity": c.similarity, "fused": c.fused, "notes": c.notes}
