@@ -187,3 +187,32 @@ def test_schedule_settings_are_checked():
         Schedule(inject_at=0.5, blend_at=0.2)
     with pytest.raises(ConfigError, match="multiples of 8"):
         Schedule(height=100)
+
+
+def test_controlnet_guides_the_layout(tmp_path, files, refs):
+    from portraitfx.testing.tiny_sd import make_tiny_controlnet
+
+    net = make_tiny_controlnet(files["base"], tmp_path / "controlnet")
+    pipe = load_pipeline(files["base"], ip_adapter=files["ip_adapter"], controlnet=net)
+    s = _sched(steps=4)
+    layout = np.zeros((SIZE, SIZE, 3), np.uint8)
+    layout[20:44, 24:40] = 255
+    plain = generate(pipe, "a portrait", reference=refs[0], schedule=s, seed=1, mask_fn=_square)
+    guided = generate(
+        pipe, "a portrait", reference=refs[0], schedule=s, seed=1, mask_fn=_square, control=layout
+    )
+    off = generate(
+        pipe,
+        "a portrait",
+        reference=refs[0],
+        schedule=s,
+        seed=1,
+        mask_fn=_square,
+        control=layout,
+        control_scale=0.0,
+    )
+    assert not np.array_equal(guided.image, plain.image)
+    assert np.array_equal(off.image, plain.image)  # scale 0: the ControlNet adds nothing
+    no_net = load_pipeline(files["base"], ip_adapter=files["ip_adapter"])
+    with pytest.raises(ConfigError, match="ControlNet"):
+        generate(no_net, "x", reference=refs[0], schedule=s, control=layout)

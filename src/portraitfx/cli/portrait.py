@@ -38,6 +38,13 @@ def portrait(
     fusion: float = typer.Option(None, min=0.0, max=1.0, help="Face fusion strength (default: the style's)."),
     steps: int = typer.Option(None, min=1, help="Denoising steps (default: the style's)."),
     size: str = typer.Option(None, "--size", help="WIDTHxHEIGHT (default: the style's), e.g. 512x640."),
+    controlnet: str = typer.Option(
+        None, "--controlnet", help="A ControlNet (diffusers folder) for pose or layout."
+    ),
+    control: Path = typer.Option(
+        None, "--control", help="The pose/layout picture for --controlnet (OpenPose, edges ...)."
+    ),
+    control_scale: float = typer.Option(1.0, "--control-scale", min=0.0, help="ControlNet strength."),
     restore: str = typer.Option(
         None, "--restore", help="Face-restoration ONNX model for the kept portraits."
     ),
@@ -114,8 +121,21 @@ def portrait(
             "no identity adapter: give --ip-adapter (or a models.yaml with an entry named 'ip_adapter')"
         )
     console.print(f"loading {base_name} ...")
+    if (control is None) != (controlnet is None):
+        raise ConfigError("--controlnet and --control go together (a ControlNet and its pose/layout picture)")
+    control_pic = None
+    if control is not None:
+        from portraitfx.io.images import load_image
+
+        check_input_path(control)
+        control_pic = load_image(control)
     pipe = load_pipeline(
-        base_name, ip_adapter=ip_name, image_encoder=image_encoder, models=entries, device=device
+        base_name,
+        ip_adapter=ip_name,
+        image_encoder=image_encoder,
+        controlnet=controlnet,
+        models=entries,
+        device=device,
     )
     show = not quiet and sys.stderr.isatty()
 
@@ -131,7 +151,7 @@ def portrait(
     )
     result = studio.run(
         [str(r) for r in references], st, n=n, k=k, seed=seed, subject=subject, out_dir=output,
-        fusion=fusion, steps=steps, size=wh, provenance=not no_provenance, progress=tick if show or not quiet else None,
+        fusion=fusion, steps=steps, size=wh, provenance=not no_provenance, control=control_pic, control_scale=control_scale, progress=tick if show or not quiet else None,
     )  # fmt: skip
     for c in result.kept:
         sim = "no face" if c.similarity is None else f"identity {c.similarity:.3f}"

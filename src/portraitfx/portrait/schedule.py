@@ -167,6 +167,8 @@ def generate(
     mask_fn: MaskFn | None = None,
     callback: Callable[[int, str, Any], None] | None = None,
     keep_latents: bool = False,
+    control: np.ndarray | None = None,
+    control_scale: float = 1.0,
 ) -> Generation:
     """Run the schedule on a Stable Diffusion 1.5-class pipeline (see the module).
 
@@ -180,6 +182,8 @@ def generate(
             (or None when there is no face; then the blend phase keeps the identity pass).
         callback: ``callback(step, phase, latents)`` after every step.
         keep_latents: keep the latents after every step in the result.
+        control: a pose or layout picture (``H x W x 3`` uint8: an OpenPose drawing, edges,
+            depth ...) for the pipeline's ControlNet; ``control_scale`` its strength.
     """
     import torch
     import torch.nn.functional as F
@@ -216,12 +220,30 @@ def generate(
     result = Generation(image=np.zeros((s.height, s.width, 3), np.uint8), seed=int(seed))
     mask_t = None
 
+    cond = None
+    if control is not None:
+        net = getattr(pipe, "controlnet", None)
+        if net is None:
+            raise ConfigError("a control picture needs a ControlNet loaded with the model (--controlnet)")
+        import cv2
+
+        pic = cv2.resize(np.asarray(control, np.uint8), (s.width, s.height), interpolation=cv2.INTER_AREA)
+        cond = torch.from_numpy(pic.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device, text.dtype)
+        cond = torch.cat([cond] * 2) if cfg else cond
+
     def eps(x: Any, t: Any, scale: float) -> Any:
         inp = torch.cat([x] * 2) if cfg else x
         inp = scheduler.scale_model_input(inp, t)
         if added is not None:
             pipe.set_ip_adapter_scale(scale)
-        out = pipe.unet(inp, t, encoder_hidden_states=text, added_cond_kwargs=added).sample
+        extra: dict[str, Any] = {}
+        if cond is not None:
+            down, mid = pipe.controlnet(
+                inp, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_scale=control_scale,
+                return_dict=False,
+            )  # fmt: skip
+            extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
+        out = pipe.unet(inp, t, encoder_hidden_states=text, added_cond_kwargs=added, **extra).sample
         result.unet_calls += 1
         if cfg:
             u, c = out.chunk(2)

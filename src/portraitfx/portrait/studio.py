@@ -126,6 +126,8 @@ class PortraitStudio:
         size: tuple[int, int] | None = None,
         provenance: bool = True,
         progress: Callable[[int, int, Candidate], None] | None = None,
+        control: np.ndarray | None = None,
+        control_scale: float = 1.0,
     ) -> StudioResult:
         """Run the studio; writes the kept portraits, a contact sheet and ``report.json`` to ``out_dir`` if given."""
         from portraitfx.face.analyze import FaceAnalyzer
@@ -162,7 +164,7 @@ class PortraitStudio:
                 for i in range(n):
                     g = generate(
                         self.pipe, st.prompt_for(subject), reference=refs[0].crop, negative=st.negative,
-                        schedule=schedule, seed=seed + i, mask_fn=mask_fn,
+                        schedule=schedule, seed=seed + i, mask_fn=mask_fn, control=control, control_scale=control_scale,
                     )  # fmt: skip
                     cand = Candidate(index=i, seed=seed + i, image=g.image, notes=list(g.notes))
                     if swapper is not None:
@@ -213,6 +215,7 @@ class PortraitStudio:
                 "inject_at": schedule.inject_at, "blend_at": schedule.blend_at, "ip_scale": schedule.ip_scale,
                 "width": schedule.width, "height": schedule.height, "fusion": strength,
                 "loras": [list(x) for x in st.loras],
+                "control_scale": control_scale if control is not None else None,
                 "restore": None if self.restorer is None else str(self.restorer._restorer.path),
                 "upscale": None if self.upscaler is None else str(self.upscaler.path),
             },

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["build_tiny_sd", "make_tiny_lora"]
+__all__ = ["build_tiny_sd", "make_tiny_controlnet", "make_tiny_lora"]
 
 CROSS_DIM = 32
 BLOCKS = (32, 64)
@@ -177,4 +177,24 @@ def make_tiny_lora(pipe: object, path: str | os.PathLike[str], *, rank: int = 4,
     StableDiffusionPipeline.save_lora_weights(
         str(out.parent), unet_lora_layers=state, weight_name=out.name, safe_serialization=True
     )
+    return out
+
+
+def make_tiny_controlnet(
+    base: str | os.PathLike[str], path: str | os.PathLike[str], *, seed: int = 0
+) -> Path:
+    """A random ControlNet for the tiny pipeline at ``base`` (built from its UNet), saved as a diffusers folder."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(
+        Path(base) / "unet", local_files_only=True, use_safetensors=True
+    )
+    net = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for p in net.parameters():  # from_unet zero-initialises the outputs: give them something to say
+            p.add_(torch.randn_like(p) * 0.05)
+    out = Path(path)
+    net.save_pretrained(out, safe_serialization=True)
     return out
