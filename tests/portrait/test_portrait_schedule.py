@@ -216,3 +216,24 @@ def test_controlnet_guides_the_layout(tmp_path, files, refs):
     no_net = load_pipeline(files["base"], ip_adapter=files["ip_adapter"])
     with pytest.raises(ConfigError, match="ControlNet"):
         generate(no_net, "x", reference=refs[0], schedule=s, control=layout)
+
+
+def test_faceid_adapter_takes_an_identity_vector(tmp_path, files):
+    from portraitfx.portrait.models import adapter_kind
+    from portraitfx.testing.tiny_sd import make_tiny_faceid
+
+    weights = make_tiny_faceid(files["base"], tmp_path / "faceid.safetensors", id_dim=128)
+    pipe = load_pipeline(files["base"], ip_adapter=weights)
+    assert adapter_kind(pipe) == ("faceid", 128)
+    rng = np.random.default_rng(0)
+    a_vec, b_vec = (rng.normal(size=128).astype(np.float32) for _ in range(2))
+    s = _sched(steps=6)
+    a = generate(pipe, "a portrait", reference=a_vec, schedule=s, seed=2, mask_fn=_square, keep_latents=True)
+    b = generate(pipe, "a portrait", reference=b_vec, schedule=s, seed=2, mask_fn=_square, keep_latents=True)
+    k = s.inject_step
+    assert all(torch.equal(a.latents[i], b.latents[i]) for i in range(k))
+    assert not torch.equal(a.latents[k], b.latents[k])
+    with pytest.raises(ConfigError, match="identity vector"):
+        generate(pipe, "x", reference=np.zeros((SIZE, SIZE, 3), np.uint8), schedule=s)
+    with pytest.raises(ConfigError, match="128-d"):
+        generate(pipe, "x", reference=np.zeros(512, np.float32), schedule=s)

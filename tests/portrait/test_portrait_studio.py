@@ -230,3 +230,17 @@ def test_restoration_and_upscaling_of_the_kept_portraits(
     changed = np.abs(kept.image.astype(int) - plain.astype(int)).max(-1) > 3
     assert 0.01 < changed.mean() < 0.5
     assert kept.image[..., 2][changed].mean() < plain[..., 2][changed].mean()
+
+
+def test_studio_with_a_faceid_adapter(tmp_path, files, data_dir):
+    from portraitfx.portrait import load_pipeline
+    from portraitfx.testing.tiny_sd import make_tiny_faceid
+
+    dlib_sized = make_tiny_faceid(files["base"], tmp_path / "faceid128.safetensors", id_dim=128)
+    pipe = load_pipeline(files["base"], ip_adapter=dlib_sized)
+    result = PortraitStudio(pipe).run([data_dir / "obama.jpg"], "anime", n=1, k=1, steps=3, size=(64, 64))
+    assert result.kept[0].image.shape == (64, 64, 3)
+    arcface_sized = make_tiny_faceid(files["base"], tmp_path / "faceid512.safetensors", id_dim=512)
+    pipe = load_pipeline(files["base"], ip_adapter=arcface_sized)
+    with pytest.raises(ConfigError, match="face-encoder"):
+        PortraitStudio(pipe).run([data_dir / "obama.jpg"], "anime", n=1, k=1, steps=3, size=(64, 64))

@@ -35,6 +35,11 @@ def portrait(
     image_encoder: str = typer.Option(
         None, "--image-encoder", help="CLIP image encoder folder, if the model has none."
     ),
+    face_encoder: str = typer.Option(
+        None,
+        "--face-encoder",
+        help="Face-recognition ONNX (ArcFace-style) for FaceID adapters; default: dlib.",
+    ),
     fusion: float = typer.Option(None, min=0.0, max=1.0, help="Face fusion strength (default: the style's)."),
     steps: int = typer.Option(None, min=1, help="Denoising steps (default: the style's)."),
     size: str = typer.Option(None, "--size", help="WIDTHxHEIGHT (default: the style's), e.g. 512x640."),
@@ -148,6 +153,7 @@ def portrait(
         models=entries,
         restore=None if restore is None else resolve(restore, entries),
         upscale=None if upscale is None else resolve(upscale, entries),
+        face_encoder=None if face_encoder is None else resolve(face_encoder, entries),
     )
     result = studio.run(
         [str(r) for r in references], st, n=n, k=k, seed=seed, subject=subject, out_dir=output,

@@ -27,7 +27,16 @@ from typing import Any
 
 from portraitfx.errors import ChecksumError, ConfigError, InputNotFoundError, ModelError, UnsafeModelError
 
-__all__ = ["ModelEntry", "load_loras", "load_models_yaml", "load_pipeline", "resolve", "unload_loras"]
+__all__ = [
+    "ModelEntry",
+    "adapter_kind",
+    "load_identity_adapter",
+    "load_loras",
+    "load_models_yaml",
+    "load_pipeline",
+    "resolve",
+    "unload_loras",
+]
 
 _PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl")
 
@@ -221,6 +230,25 @@ def load_identity_adapter(
     """Load IP-Adapter weights (one ``.safetensors``) into ``pipe`` with diffusers' own loader."""
     path = resolve(weights, models)
     _check_weights_file(path, "identity adapter")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        keys = set(fh.keys())
+    faceid = "image_proj.norm.weight" in keys and "image_proj.proj.0.weight" in keys
+    if faceid and any(k.startswith("image_proj.perceiver_resampler") for k in keys):
+        raise ModelError(
+            f"'{path}' is IP-Adapter FaceID Plus, which needs CLIP and face features together; not supported yet"
+        )
+    if faceid:  # FaceID: the identity comes as a face-recognition vector, no image encoder
+        try:
+            pipe.load_ip_adapter(
+                str(path.parent), subfolder="", weight_name=path.name, image_encoder_folder=None
+            )
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise ModelError(
+                f"'{path}' is not FaceID weights this model takes: {' '.join(str(err).split())[:200]}"
+            ) from None
+        return
     if image_encoder is not None:
         from transformers import CLIPVisionModelWithProjection
 
@@ -241,6 +269,18 @@ def load_identity_adapter(
         raise ModelError(
             f"'{path}' is not IP-Adapter weights this model takes: {' '.join(str(err).split())[:200]}"
         ) from None
+
+
+def adapter_kind(pipe: Any) -> tuple[str, int | None]:
+    """``("clip", None)`` for an IP-Adapter on CLIP image features, ``("faceid", D)`` for a FaceID
+    adapter taking ``D``-d face-recognition vectors, ``("none", None)`` without one."""
+    proj = getattr(getattr(pipe, "unet", None), "encoder_hid_proj", None)
+    if proj is None:
+        return "none", None
+    layer = proj.image_projection_layers[0]
+    if type(layer).__name__ == "IPAdapterFaceIDImageProjection":
+        return "faceid", int(layer.ff.net[0].proj.in_features)
+    return "clip", None
 
 
 def load_loras(

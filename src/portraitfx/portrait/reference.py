@@ -18,7 +18,7 @@ import numpy as np
 
 from portraitfx.errors import ConfigError, HairNotFoundError, InputError, NoFaceError
 
-__all__ = ["Reference", "mean_embedding", "prepare_references", "smooth_skin"]
+__all__ = ["FaceEncoder", "Reference", "mean_embedding", "prepare_references", "smooth_skin"]
 
 CROP = 512
 
@@ -41,6 +41,7 @@ class Reference:
     face_mask: np.ndarray
     hair_mask: np.ndarray
     embedding: np.ndarray
+    face: Any = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -122,6 +123,7 @@ def prepare_references(
                     face_mask=face_mask,
                     hair_mask=hair,
                     embedding=embedder(image, face),
+                    face=face,
                     notes=notes,
                 )
             )
@@ -144,3 +146,29 @@ def mean_embedding(refs: list[Reference]) -> np.ndarray:
     e = np.stack([r.embedding for r in refs]).astype(np.float64)
     m = e.mean(0)
     return (m / max(np.linalg.norm(m), 1e-9) * np.linalg.norm(e, axis=1).mean()).astype(np.float32)
+
+
+class FaceEncoder:
+    """A face-recognition ONNX model for FaceID adapters (e.g. an ArcFace export).
+
+    Contract: one input, ``1 x 3 x S x S`` float32 RGB in [0, 1], the face aligned in the
+    ArcFace framing at ``S`` (from the input shape, else 112); first output ``1 x D``.
+    Vectors are L2-normalised (as InsightFace's ``normed_embedding``).
+    """
+
+    def __init__(self, model: str | os.PathLike[str]) -> None:
+        from portraitfx.models.load import open_onnx_session
+
+        self.session = open_onnx_session(model)
+        inp = self.session.get_inputs()[0]
+        self._name = inp.name
+        side = inp.shape[-1] if isinstance(inp.shape[-1], int) else 112
+        self.size = int(side)
+
+    def __call__(self, image: np.ndarray, face: Any) -> np.ndarray:
+        from portraitfx.face.align import align_face
+
+        crop = align_face(image, face, size=self.size, template="arcface").image
+        x = (crop.astype(np.float32) / 255.0).transpose(2, 0, 1)[None]
+        vec = np.asarray(self.session.run(None, {self._name: x})[0], np.float32).reshape(-1)
+        return vec / max(float(np.linalg.norm(vec)), 1e-12)

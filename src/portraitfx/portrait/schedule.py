@@ -175,7 +175,8 @@ def generate(
     Args:
         pipe: a diffusers ``StableDiffusionPipeline`` (identity adapter loaded for ``reference``).
         prompt, negative: the text prompts.
-        reference: the reference face (PIL image or ``H x W x 3`` uint8), or None (prompt only).
+        reference: the reference face (PIL image or ``H x W x 3`` uint8) for an IP-Adapter on
+            image features; the identity vector (1-D) for a FaceID adapter; None: prompt only.
         schedule: :class:`Schedule`.
         seed: the starting noise's seed (same seed, same settings: the same image).
         mask_fn: finds the face in the decoded preview: ``uint8 image -> H x W float mask``
@@ -200,17 +201,31 @@ def generate(
     with torch.no_grad():
         embeds, neg_embeds = pipe.encode_prompt(prompt, device, 1, cfg, negative)
         text = torch.cat([neg_embeds, embeds]) if cfg else embeds
+        from portraitfx.portrait.models import adapter_kind
+
+        kind, id_dim = adapter_kind(pipe)
         added = None
-        if reference is not None:
+        if kind == "faceid":
+            if reference is not None and (not isinstance(reference, np.ndarray) or reference.ndim != 1):
+                raise ConfigError("a FaceID adapter takes the person's identity vector, not a picture")
+            vec = (
+                np.zeros(id_dim or 0, np.float32) if reference is None else np.asarray(reference, np.float32)
+            )
+            if vec.shape != (id_dim,):
+                raise ConfigError(
+                    f"the FaceID adapter takes {id_dim}-d identity vectors, got {vec.shape[0]}-d"
+                )
+            emb = torch.from_numpy(vec)[None, None].to(device, text.dtype)
+            added = {"image_embeds": [torch.cat([torch.zeros_like(emb), emb]) if cfg else emb]}
+        elif reference is not None:
             from PIL import Image
 
             ref = Image.fromarray(reference) if isinstance(reference, np.ndarray) else reference
             image_embeds = pipe.prepare_ip_adapter_image_embeds(ref, None, device, 1, cfg)
             added = {"image_embeds": image_embeds}
-        elif _has_identity_adapter(pipe):  # adapter loaded but no reference: zero image tokens
-            added = {
-                "image_embeds": [torch.zeros(2 if cfg else 1, 1, pipe.image_encoder.config.projection_dim)]
-            }
+        elif kind == "clip":  # adapter loaded but no reference: zero image tokens
+            dim = pipe.image_encoder.config.projection_dim
+            added = {"image_embeds": [torch.zeros(2 if cfg else 1, 1, dim)]}
     scheduler = pipe.scheduler
     scheduler.set_timesteps(s.steps, device=device)
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)

@@ -103,6 +103,7 @@ class PortraitStudio:
         models: dict[str, Any] | None = None,
         restore: str | os.PathLike[str] | None = None,
         upscale: str | os.PathLike[str] | None = None,
+        face_encoder: str | os.PathLike[str] | None = None,
     ) -> None:
         from portraitfx.portrait.post import FaceRestorer, Upscaler
 
@@ -110,6 +111,12 @@ class PortraitStudio:
         self.models = models
         self.restorer = FaceRestorer(restore) if restore is not None else None
         self.upscaler = Upscaler(upscale) if upscale is not None else None
+        if face_encoder is not None:
+            from portraitfx.portrait.reference import FaceEncoder
+
+            self.face_encoder: Any = FaceEncoder(face_encoder)
+        else:
+            self.face_encoder = None
 
     def run(
         self,
@@ -149,6 +156,21 @@ class PortraitStudio:
         with FaceAnalyzer(max_faces=4, min_face_size=16) as analyzer, FaceEmbedder() as embedder:
             refs = prepare_references(references, analyzer=analyzer, embedder=embedder)
             target = mean_embedding(refs)
+            from portraitfx.portrait.models import adapter_kind
+
+            kind, id_dim = adapter_kind(self.pipe)
+            identity: Any = refs[0].crop
+            if kind == "faceid":  # the adapter takes a face-recognition vector
+                if self.face_encoder is not None:
+                    vecs = np.stack([self.face_encoder(r.image, r.face) for r in refs]).mean(0)
+                    identity = (vecs / max(float(np.linalg.norm(vecs)), 1e-12)).astype(np.float32)
+                else:
+                    identity = target
+                if identity.shape != (id_dim,):
+                    raise ConfigError(
+                        f"the FaceID adapter takes {id_dim}-d face vectors; the dlib descriptor has "
+                        f"{identity.shape[0]}: give the face encoder it was trained with (--face-encoder)"
+                    )
             self.pipe.scheduler = make_scheduler(self.pipe, st.sampler)
             names = load_loras(self.pipe, list(st.loras), self.models) if st.loras else []
             swapper = None
@@ -163,7 +185,7 @@ class PortraitStudio:
                 mask_fn = face_mask_fn(analyzer)
                 for i in range(n):
                     g = generate(
-                        self.pipe, st.prompt_for(subject), reference=refs[0].crop, negative=st.negative,
+                        self.pipe, st.prompt_for(subject), reference=identity, negative=st.negative,
                         schedule=schedule, seed=seed + i, mask_fn=mask_fn, control=control, control_scale=control_scale,
                     )  # fmt: skip
                     cand = Candidate(index=i, seed=seed + i, image=g.image, notes=list(g.notes))

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["build_tiny_sd", "make_tiny_controlnet", "make_tiny_lora"]
+__all__ = ["build_tiny_sd", "make_tiny_controlnet", "make_tiny_faceid", "make_tiny_lora"]
 
 CROSS_DIM = 32
 BLOCKS = (32, 64)
@@ -197,4 +197,45 @@ def make_tiny_controlnet(
             p.add_(torch.randn_like(p) * 0.05)
     out = Path(path)
     net.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def make_tiny_faceid(
+    base: str | os.PathLike[str], path: str | os.PathLike[str], *, id_dim: int = 128, seed: int = 0
+) -> Path:
+    """Random IP-Adapter FaceID weights (identity vectors of ``id_dim``) for the tiny pipeline at ``base``."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    unet = UNet2DConditionModel.from_pretrained(
+        Path(base) / "unet", local_files_only=True, use_safetensors=True
+    )
+    hidden = 2 * id_dim
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        sd = {
+            "image_proj.proj.0.weight": torch.randn(hidden, id_dim) * 0.2,
+            "image_proj.proj.0.bias": torch.zeros(hidden),
+            "image_proj.proj.2.weight": torch.randn(CROSS_DIM * 4, hidden) * 0.2,
+            "image_proj.proj.2.bias": torch.zeros(CROSS_DIM * 4),
+            "image_proj.norm.weight": torch.ones(CROSS_DIM),
+            "image_proj.norm.bias": torch.zeros(CROSS_DIM),
+        }
+        key = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            if name.startswith("mid_block"):
+                width = BLOCKS[-1]
+            elif name.startswith("up_blocks"):
+                width = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
+            else:
+                width = BLOCKS[int(name[len("down_blocks.")])]
+            sd[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(width, CROSS_DIM) * 0.3
+            sd[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(width, CROSS_DIM) * 0.3
+            key += 2
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(out))
     return out
