@@ -237,3 +237,29 @@ def test_faceid_adapter_takes_an_identity_vector(tmp_path, files):
         generate(pipe, "x", reference=np.zeros((SIZE, SIZE, 3), np.uint8), schedule=s)
     with pytest.raises(ConfigError, match="128-d"):
         generate(pipe, "x", reference=np.zeros(512, np.float32), schedule=s)
+
+
+@pytest.fixture(scope="module")
+def xl(tmp_path_factory):
+    from portraitfx.testing.tiny_sd import build_tiny_sdxl
+
+    f = build_tiny_sdxl(tmp_path_factory.mktemp("tiny-sdxl"), size=SIZE)
+    return load_pipeline(f["base"], ip_adapter=f["ip_adapter"])
+
+
+def test_sdxl_runs_the_same_schedule(xl, refs):
+    assert type(xl).__name__ == "StableDiffusionXLPipeline"
+    s = _sched(steps=8)
+    k, b = s.inject_step, s.blend_step
+    a = generate(xl, "a portrait", reference=refs[0], schedule=s, seed=4, mask_fn=_square, keep_latents=True)
+    c = generate(xl, "a portrait", reference=refs[1], schedule=s, seed=4, mask_fn=_square, keep_latents=True)
+    assert a.unet_calls == schedule_calls(s) and a.image.shape == (SIZE, SIZE, 3)
+    assert all(torch.equal(a.latents[i], c.latents[i]) for i in range(k))
+    assert not torch.equal(a.latents[k], c.latents[k])
+    ident = generate(xl, "a portrait", reference=refs[0], schedule=s, seed=4, mask_fn=lambda im: np.ones(im.shape[:2]), keep_latents=True)  # fmt: skip
+    prompt = generate(xl, "a portrait", reference=refs[0], schedule=s, seed=4, mask_fn=lambda im: np.zeros(im.shape[:2]), keep_latents=True)  # fmt: skip
+    inside = torch.from_numpy(a.mask > 0.5)
+    assert torch.allclose(a.latents[b][0][:, inside], ident.latents[b][0][:, inside], atol=1e-5)
+    assert torch.allclose(a.latents[b][0][:, ~inside], prompt.latents[b][0][:, ~inside], atol=1e-5)
+    again = generate(xl, "a portrait", reference=refs[0], schedule=s, seed=4, mask_fn=_square)
+    assert np.array_equal(again.image, a.image)

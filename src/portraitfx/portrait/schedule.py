@@ -170,7 +170,7 @@ def generate(
     control: np.ndarray | None = None,
     control_scale: float = 1.0,
 ) -> Generation:
-    """Run the schedule on a Stable Diffusion 1.5-class pipeline (see the module).
+    """Run the schedule on a Stable Diffusion 1.5-class or SDXL pipeline (see the module).
 
     Args:
         pipe: a diffusers ``StableDiffusionPipeline`` (identity adapter loaded for ``reference``).
@@ -192,14 +192,26 @@ def generate(
     s = schedule or Schedule()
     if reference is not None and not _has_identity_adapter(pipe):
         raise ConfigError("a reference photo needs an identity adapter (IP-Adapter) loaded into the pipeline")
-    if "XL" in type(pipe).__name__:
-        raise ConfigError(
-            "the dual-pass schedule runs SD 1.5-class pipelines; SDXL takes the plain pipeline for now"
-        )
     device = pipe.device
     cfg = s.guidance > 1.0
     with torch.no_grad():
-        embeds, neg_embeds = pipe.encode_prompt(prompt, device, 1, cfg, negative)
+        xl = getattr(pipe, "text_encoder_2", None) is not None
+        xl_cond: dict[str, Any] = {}
+        if xl:  # SDXL: two text encoders, a pooled text vector and the size/crop "time ids"
+            embeds, neg_embeds, pooled, neg_pooled = pipe.encode_prompt(
+                prompt, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+                negative_prompt=negative or None,
+            )  # fmt: skip
+            time_ids = pipe._get_add_time_ids(
+                (s.height, s.width), (0, 0), (s.height, s.width), dtype=embeds.dtype,
+                text_encoder_projection_dim=pipe.text_encoder_2.config.projection_dim,
+            ).to(device)  # fmt: skip
+            xl_cond = {
+                "text_embeds": torch.cat([neg_pooled, pooled]) if cfg else pooled,
+                "time_ids": torch.cat([time_ids, time_ids]) if cfg else time_ids,
+            }
+        else:
+            embeds, neg_embeds = pipe.encode_prompt(prompt, device, 1, cfg, negative)
         text = torch.cat([neg_embeds, embeds]) if cfg else embeds
         from portraitfx.portrait.models import adapter_kind
 
@@ -226,6 +238,8 @@ def generate(
         elif kind == "clip":  # adapter loaded but no reference: zero image tokens
             dim = pipe.image_encoder.config.projection_dim
             added = {"image_embeds": [torch.zeros(2 if cfg else 1, 1, dim)]}
+    if xl_cond:
+        added = {**xl_cond, **(added or {})}
     scheduler = pipe.scheduler
     scheduler.set_timesteps(s.steps, device=device)
     vae_scale = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
@@ -249,13 +263,13 @@ def generate(
     def eps(x: Any, t: Any, scale: float) -> Any:
         inp = torch.cat([x] * 2) if cfg else x
         inp = scheduler.scale_model_input(inp, t)
-        if added is not None:
+        if kind != "none":
             pipe.set_ip_adapter_scale(scale)
         extra: dict[str, Any] = {}
         if cond is not None:
             down, mid = pipe.controlnet(
                 inp, t, encoder_hidden_states=text, controlnet_cond=cond, conditioning_scale=control_scale,
-                return_dict=False,
+                return_dict=False, **({"added_cond_kwargs": xl_cond} if xl_cond else {}),
             )  # fmt: skip
             extra = {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         out = pipe.unet(inp, t, encoder_hidden_states=text, added_cond_kwargs=added, **extra).sample
@@ -305,7 +319,7 @@ def generate(
                 result.latents.append(latents.detach().clone())
             if callback is not None:
                 callback(i, phase, latents)
-    if added is not None:
+    if kind != "none":
         pipe.set_ip_adapter_scale(s.ip_scale)
     result.image = _decode(pipe, latents)
     return result

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["build_tiny_sd", "make_tiny_controlnet", "make_tiny_faceid", "make_tiny_lora"]
+__all__ = ["build_tiny_sd", "build_tiny_sdxl", "make_tiny_controlnet", "make_tiny_faceid", "make_tiny_lora"]
 
 CROSS_DIM = 32
 BLOCKS = (32, 64)
@@ -239,3 +239,90 @@ def make_tiny_faceid(
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(out))
     return out
+
+
+def build_tiny_sdxl(folder: str | os.PathLike[str], seed: int = 0, size: int = 64) -> dict[str, Path]:
+    """A tiny SDXL-shaped pipeline (two text encoders, text-time conditioning) and IP-Adapter weights for it."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from safetensors.torch import save_file
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+        CLIPVisionConfig,
+        CLIPVisionModelWithProjection,
+    )
+
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    cross = 64
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vocab = _tokenizer_files(root / "tokenizer-src")
+        files = (str(root / "tokenizer-src" / "vocab.json"), str(root / "tokenizer-src" / "merges.txt"))
+        tok, tok2 = CLIPTokenizer(*files, model_max_length=77), CLIPTokenizer(*files, model_max_length=77)
+        eos = vocab["<|endoftext|>"]
+
+        def text_config() -> CLIPTextConfig:
+            return CLIPTextConfig(
+                vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos,
+            )  # fmt: skip
+
+        unet = UNet2DConditionModel(
+            block_out_channels=BLOCKS, layers_per_block=1, sample_size=size // 2, in_channels=4, out_channels=4,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+            attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+            addition_time_embed_dim=8, transformer_layers_per_block=(1, 1), projection_class_embeddings_input_dim=80,
+            cross_attention_dim=cross, norm_num_groups=8,
+        )  # fmt: skip
+        vae = AutoencoderKL(
+            block_out_channels=list(BLOCKS), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=8,
+            down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, sample_size=size,
+        )  # fmt: skip
+        vision = CLIPVisionConfig(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+            patch_size=4, projection_dim=32,
+        )  # fmt: skip
+        pipe = StableDiffusionXLPipeline(
+            vae=vae, text_encoder=CLIPTextModel(text_config()), text_encoder_2=CLIPTextModelWithProjection(text_config()),
+            tokenizer=tok, tokenizer_2=tok2, unet=unet,
+            scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
+            image_encoder=CLIPVisionModelWithProjection(vision),
+            feature_extractor=CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}),
+        )  # fmt: skip
+        pipe.save_pretrained(root / "sdxl-tiny", safe_serialization=True)
+        ip = {
+            "image_proj.proj.weight": torch.randn(cross * 4, 32) * 0.2,
+            "image_proj.proj.bias": torch.zeros(cross * 4),
+            "image_proj.norm.weight": torch.ones(cross),
+            "image_proj.norm.bias": torch.zeros(cross),
+        }
+        key = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            if name.startswith("mid_block"):
+                width = BLOCKS[-1]
+            elif name.startswith("up_blocks"):
+                width = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
+            else:
+                width = BLOCKS[int(name[len("down_blocks.")])]
+            ip[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(width, cross) * 0.3
+            ip[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(width, cross) * 0.3
+            key += 2
+        (root / "ip-adapter").mkdir(exist_ok=True)
+        save_file(ip, str(root / "ip-adapter" / "ip-adapter_sdxl_tiny.safetensors"))
+    return {
+        "base": root / "sdxl-tiny",
+        "ip_adapter": root / "ip-adapter" / "ip-adapter_sdxl_tiny.safetensors",
+    }
