@@ -323,3 +323,17 @@ def test_studio_mounted_in_the_api_server(tmp_path: Path) -> None:
             assert client.get("/healthz").status_code == 200
     finally:
         demo.studio.close()  # type: ignore[attr-defined]
+
+
+def test_hair_effect_from_the_studio(studio: Studio, data_dir: Path) -> None:
+    """The hair effect through the Apply button's callback, with its own options."""
+    assert "hair" in studio.effect_names()
+    path = _in_session(studio, data_dir / "obama.jpg")
+    out = _apply(studio, path, "hair", hair_edit="recolor", hair_color="#3050c0", hair_amount=1.0)
+    before, after = load_image(data_dir / "obama.jpg"), load_image(Path(out.download))
+    diff = after.astype(int) - before.astype(int)
+    assert (diff[..., 2] - diff[..., 0] > 30).mean() > 0.01  # the hair (a few % of the photo) went blue
+    bangs = _apply(studio, path, "hair", hair_edit="bangs", hair_color="", hair_amount=0.5)
+    assert Path(bangs.download).is_file() and "1 face(s)" in bangs.status
+    with pytest.raises(gr.Error, match="hair colour"):
+        _apply(studio, path, "hair", hair_edit="recolor", hair_color="sunset", hair_amount=0.5)

@@ -77,7 +77,11 @@ CONSENT_NOTE = (
     "as AI-edited (file metadata and an invisible watermark); do not remove the marks. "
     "See *docs/responsible-use.md*."
 )
-NOT_YET = "Hair editing and AI portrait styles are not built yet; they will appear here as effects."
+NOT_YET = (
+    "AI portraits (Stable Diffusion) need model files on the server: use `portraitfx portrait` on the "
+    "command line (see *docs/portrait.md*)."
+)
+HAIR_EDITS = ["recolor", "hairline", "fill", "bangs"]
 
 
 def _theme() -> Any:
@@ -382,6 +386,9 @@ class Studio:
         shape: float,
         skin: float,
         consent: bool,
+        hair_edit: str = "recolor",
+        hair_color: str = "auburn",
+        hair_amount: float = 0.5,
     ) -> Any:
         from portraitfx.effects import create_effect
 
@@ -407,6 +414,15 @@ class Studio:
             )
         if effect == "toon":
             return create_effect("toon", strength=float(strength))
+        if effect == "hair":
+            if hair_edit not in HAIR_EDITS:
+                raise ConfigError(f"pick a hair edit: {', '.join(HAIR_EDITS)}")
+            a = min(max(float(hair_amount), 0.0), 1.0)
+            amount = {"recolor": a, "hairline": 0.6 * (2 * a - 1), "fill": a, "bangs": 0.2 + 0.8 * a}[
+                hair_edit
+            ]
+            color = (hair_color or "auburn").strip() if hair_edit == "recolor" else None
+            return create_effect("hair", edit=hair_edit, color=color, amount=amount)
         return create_effect(effect)
 
     def run_effect(
@@ -423,6 +439,9 @@ class Studio:
         skin: float = 0.85,
         consent: bool = False,
         session: Path | None = None,
+        hair_edit: str = "recolor",
+        hair_color: str = "auburn",
+        hair_amount: float = 0.5,
     ) -> StudioResult:
         """Apply an effect to an uploaded photo or video, as the CLI would.
 
@@ -442,6 +461,7 @@ class Studio:
         fx = self._create_effect(
             effect, session, style=style, region=region, strength=strength, sources=sources,
             target_face=target_face, shape=shape, skin=skin, consent=consent,
+            hair_edit=hair_edit, hair_color=hair_color, hair_amount=hair_amount,
         )  # fmt: skip
         try:
             dst = self._output_path(session, src, effect, suffix)
@@ -507,6 +527,9 @@ class Studio:
         shape: float,
         skin: float,
         consent: bool,
+        hair_edit: str = "recolor",
+        hair_color: str = "auburn",
+        hair_amount: float = 0.5,
         request: gr.Request | None = None,
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008  (how Gradio asks for it)
     ) -> ApplyOutputs:
@@ -516,7 +539,8 @@ class Studio:
             result = self.run_effect(
                 input_file, effect, style=style, region=region, strength=strength, sources=sources,
                 target_face=target_face, shape=shape, skin=skin, consent=consent,
-                session=self.session_dir(request),
+                session=self.session_dir(request), hair_edit=hair_edit, hair_color=hair_color,
+                hair_amount=hair_amount,
             )  # fmt: skip
         except PortraitFxError as err:
             raise _fail(err) from None
@@ -599,8 +623,12 @@ def _working(effect: str) -> tuple[str, str, None]:
     return f"**{effect}**: working ...", "", None
 
 
-def _toggle_options(effect: str) -> tuple[Any, Any]:
-    return gr.Group(visible=effect == "stylize"), gr.Group(visible=effect == "swap")
+def _toggle_options(effect: str) -> tuple[Any, Any, Any]:
+    return (
+        gr.Group(visible=effect == "stylize"),
+        gr.Group(visible=effect == "swap"),
+        gr.Group(visible=effect == "hair"),
+    )
 
 
 def build_studio(settings: StudioSettings | None = None, studio: Studio | None = None) -> gr.Blocks:
@@ -704,6 +732,19 @@ def build_studio(settings: StudioSettings | None = None, studio: Studio | None =
                         consent = gr.Checkbox(
                             False, label="Everyone shown has agreed to this swap", elem_id="pfx-consent"
                         )
+                    with gr.Group(visible=False) as hair_opts:
+                        hair_edit = gr.Radio(
+                            HAIR_EDITS, value="recolor", label="Hair edit", elem_id="pfx-hair-edit"
+                        )
+                        hair_color = gr.Textbox(
+                            "auburn",
+                            label="Colour (recolor)",
+                            info="a name (auburn, blonde, rose, ...) or '#c02060'",
+                        )
+                        hair_amount = gr.Slider(
+                            0, 1, value=0.5, step=0.05, label="Amount",
+                            info="recolor: strength; hairline: 0 raises, 1 lowers; fill: strength; bangs: length",
+                        )  # fmt: skip
                     apply = gr.Button("Apply", variant="primary", elem_id="pfx-apply")
                 with gr.Column(scale=1):
                     status = gr.Markdown(
@@ -754,7 +795,10 @@ def build_studio(settings: StudioSettings | None = None, studio: Studio | None =
             studio.show_input, inputs=input_file, outputs=[photo_in, video_in], api_visibility="private"
         )
         effect.change(
-            _toggle_options, inputs=effect, outputs=[stylize_opts, swap_opts], api_visibility="private"
+            _toggle_options,
+            inputs=effect,
+            outputs=[stylize_opts, swap_opts, hair_opts],
+            api_visibility="private",
         )
         gallery.select(studio.pick_style, outputs=style, api_visibility="private")
         apply.click(
@@ -765,7 +809,21 @@ def build_studio(settings: StudioSettings | None = None, studio: Studio | None =
             api_visibility="private",
         ).then(
             studio.apply,
-            inputs=[input_file, effect, style, region, strength, sources, target_face, shape, skin, consent],
+            inputs=[
+                input_file,
+                effect,
+                style,
+                region,
+                strength,
+                sources,
+                target_face,
+                shape,
+                skin,
+                consent,
+                hair_edit,
+                hair_color,
+                hair_amount,
+            ],
             outputs=[photo_box, slider, video_box, video_before, video_after, download, provenance, status],
             api_name="apply",
             show_progress_on=[slider, video_after],
