@@ -21,18 +21,10 @@ CONFIG_KEYS = {"data", "output", "steps", "augment", "log_every", "options", "de
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    import yaml
+    from portraitfx._yaml import read_yaml_mapping
+    from portraitfx.errors import ConfigError
 
-    from portraitfx.errors import ConfigError, InputError
-
-    if not path.is_file():
-        raise InputError(f"config '{path}' does not exist")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"'{path}' is not valid YAML: {' '.join(str(err).split())[:160]}") from None
-    if not isinstance(config, dict):
-        raise ConfigError(f"'{path}' must hold a mapping (data:, output:, steps:, options: ...)")
+    config = read_yaml_mapping(path, "config", "data:, output:, steps:, options: ...")
     unknown = set(config) - CONFIG_KEYS
     if unknown:
         raise ConfigError(

@@ -56,17 +56,10 @@ def load_models_yaml(path: str | os.PathLike[str]) -> dict[str, ModelEntry]:
 
     Relative paths are relative to the YAML file.
     """
-    import yaml
+    from portraitfx._yaml import read_yaml_mapping
 
     p = Path(path)
-    if not p.is_file():
-        raise InputNotFoundError(f"models file '{p}' does not exist")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"'{p}' is not valid YAML: {' '.join(str(err).split())[:160]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"'{p}' must map model names to {{path, sha256}}")
+    data = read_yaml_mapping(p, "models file", "model names to {path, sha256}")
     out = {}
     for name, entry in data.items():
         if isinstance(entry, str):

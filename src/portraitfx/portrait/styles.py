@@ -107,14 +107,9 @@ def user_styles_dir() -> Path:
 
 
 def _parse(path: Path) -> Style:
-    import yaml
+    from portraitfx._yaml import read_yaml_mapping
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"style '{path}' is not valid YAML: {' '.join(str(err).split())[:160]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"style '{path}' must be a mapping (prompt:, negative:, ...)")
+    data = read_yaml_mapping(path, "style", "prompt:, negative:, ...")
     unknown = set(data) - _KEYS
     if unknown:
         raise ConfigError(

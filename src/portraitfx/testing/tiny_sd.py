@@ -54,6 +54,28 @@ def _tokenizer_files(folder: Path) -> dict[str, int]:
     return vocab
 
 
+def _ip_attention(unet: object, cross: int) -> dict[str, object]:
+    """Random IP-Adapter key/value projections for every cross-attention layer of ``unet``, in the
+    numbering diffusers' loader expects (1, 3, 5, ... in the order of the attention processors)."""
+    import torch
+
+    out: dict[str, object] = {}
+    key = 1
+    for name in unet.attn_processors:  # type: ignore[attr-defined]
+        if name.endswith("attn1.processor"):
+            continue
+        if name.startswith("mid_block"):
+            width = BLOCKS[-1]
+        elif name.startswith("up_blocks"):
+            width = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
+        else:
+            width = BLOCKS[int(name[len("down_blocks.")])]
+        out[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(width, cross) * 0.3
+        out[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(width, cross) * 0.3
+        key += 2
+    return out
+
+
 def build_tiny_sd(folder: str | os.PathLike[str], seed: int = 0, size: int = 64) -> dict[str, Path]:
     """Write a tiny SD 1.5-shaped pipeline and its extras under ``folder``.
 
@@ -125,19 +147,7 @@ def build_tiny_sd(folder: str | os.PathLike[str], seed: int = 0, size: int = 64)
             "image_proj.norm.weight": torch.ones(CROSS_DIM),
             "image_proj.norm.bias": torch.zeros(CROSS_DIM),
         }
-        key = 1
-        for name in unet.attn_processors:
-            if name.endswith("attn1.processor"):
-                continue
-            if name.startswith("mid_block"):
-                hidden = BLOCKS[-1]
-            elif name.startswith("up_blocks"):
-                hidden = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
-            else:
-                hidden = BLOCKS[int(name[len("down_blocks.")])]
-            ip[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.3
-            ip[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(hidden, CROSS_DIM) * 0.3
-            key += 2
+        ip.update(_ip_attention(unet, CROSS_DIM))
         (root / "ip-adapter").mkdir(exist_ok=True)
         save_file(ip, str(root / "ip-adapter" / "ip-adapter_tiny.safetensors"))
         lora_a = make_tiny_lora(pipe, root / "loras" / "style-a.safetensors", seed=seed + 1)
@@ -222,19 +232,7 @@ def make_tiny_faceid(
             "image_proj.norm.weight": torch.ones(CROSS_DIM),
             "image_proj.norm.bias": torch.zeros(CROSS_DIM),
         }
-        key = 1
-        for name in unet.attn_processors:
-            if name.endswith("attn1.processor"):
-                continue
-            if name.startswith("mid_block"):
-                width = BLOCKS[-1]
-            elif name.startswith("up_blocks"):
-                width = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
-            else:
-                width = BLOCKS[int(name[len("down_blocks.")])]
-            sd[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(width, CROSS_DIM) * 0.3
-            sd[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(width, CROSS_DIM) * 0.3
-            key += 2
+        sd.update(_ip_attention(unet, CROSS_DIM))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(sd, str(out))
@@ -307,19 +305,7 @@ def build_tiny_sdxl(folder: str | os.PathLike[str], seed: int = 0, size: int = 6
             "image_proj.norm.weight": torch.ones(cross),
             "image_proj.norm.bias": torch.zeros(cross),
         }
-        key = 1
-        for name in unet.attn_processors:
-            if name.endswith("attn1.processor"):
-                continue
-            if name.startswith("mid_block"):
-                width = BLOCKS[-1]
-            elif name.startswith("up_blocks"):
-                width = list(reversed(BLOCKS))[int(name[len("up_blocks.")])]
-            else:
-                width = BLOCKS[int(name[len("down_blocks.")])]
-            ip[f"ip_adapter.{key}.to_k_ip.weight"] = torch.randn(width, cross) * 0.3
-            ip[f"ip_adapter.{key}.to_v_ip.weight"] = torch.randn(width, cross) * 0.3
-            key += 2
+        ip.update(_ip_attention(unet, cross))
         (root / "ip-adapter").mkdir(exist_ok=True)
         save_file(ip, str(root / "ip-adapter" / "ip-adapter_sdxl_tiny.safetensors"))
     return {
