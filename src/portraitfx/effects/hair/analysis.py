@@ -88,24 +88,28 @@ class ColourModel:
             norms.append(np.log(len(part) / len(samples)) - 0.5 * logdet)
         return cls(np.array(means, np.float32), np.array(invs, np.float32), np.array(norms, np.float32))
 
+    def _distances(self, pixels: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of every pixel to every component, ``(K, N)``.
+
+        With ``inv = W W^T`` (Cholesky), ``d^T inv d = |d W|^2``: one small matrix
+        product per component instead of a quadratic form per pixel.
+        """
+        flat = np.ascontiguousarray(pixels.reshape(-1, pixels.shape[-1]), dtype=np.float32)
+        out = np.empty((len(self.means), len(flat)), np.float32)
+        for k, (mu, inv) in enumerate(zip(self.means, self.inv_covs, strict=True)):
+            w = np.linalg.cholesky(inv.astype(np.float64)).astype(np.float32)
+            z = (flat - mu) @ w
+            np.einsum("ni,ni->n", z, z, out=out[k])
+        return out
+
     def log_likelihood(self, pixels: np.ndarray) -> np.ndarray:
         """Per-pixel log-likelihood (up to a shared constant) of ``(..., D)`` features."""
-        flat = pixels.reshape(-1, pixels.shape[-1])
-        out = np.full(len(flat), -np.inf, np.float32)
-        for mu, inv, norm in zip(self.means, self.inv_covs, self.log_norms, strict=True):
-            d = flat - mu
-            maha = np.einsum("ni,ij,nj->n", d, inv, d, optimize=True)
-            np.logaddexp(out, norm - 0.5 * maha, out=out)
-        return out.reshape(pixels.shape[:-1])
+        terms = self.log_norms[:, None] - 0.5 * self._distances(pixels)
+        return np.logaddexp.reduce(terms, axis=0).reshape(pixels.shape[:-1])
 
     def mahalanobis(self, pixels: np.ndarray) -> np.ndarray:
         """Distance of each pixel to the nearest component (in standard deviations)."""
-        flat = pixels.reshape(-1, pixels.shape[-1])
-        best = np.full(len(flat), np.inf, np.float32)
-        for mu, inv in zip(self.means, self.inv_covs, strict=True):
-            d = flat - mu
-            np.minimum(best, np.einsum("ni,ij,nj->n", d, inv, d, optimize=True), out=best)
-        return np.sqrt(best).reshape(pixels.shape[:-1])
+        return np.sqrt(self._distances(pixels).min(0)).reshape(pixels.shape[:-1])
 
 
 @dataclass
