@@ -596,3 +596,45 @@ def test_process_video_with_stages_matches_one_function(tmp_path, frames):
     assert len(one) == len(staged)
     # x264 is not always bit-identical from run to run (frame threads): compare by PSNR
     assert min(psnr(x, y) for x, y in zip(one, staged, strict=True)) > 35
+
+
+# --------------------------------------------------------------------------- frames in the encoder's format
+
+
+def test_i420_frames_encode_like_rgb(tmp_path, frames):
+    """A frame handed over as I420 (converted in another thread) gives the very same video."""
+    from portraitfx.io.video import I420Image
+
+    with VideoWriter(tmp_path / "rgb.mp4", fps=12) as w:
+        for f in frames[:6]:
+            w.write(f)
+    with VideoWriter(tmp_path / "yuv.mp4", fps=12) as w:
+        for f in frames[:6]:
+            w.write(I420Image.from_rgb(f))
+    a, b = read_all(tmp_path / "rgb.mp4"), read_all(tmp_path / "yuv.mp4")
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.image, y.image)
+    # mixed in one file, and through RGB for another pixel format
+    with VideoWriter(tmp_path / "mixed.mp4", fps=12, pix_fmt="yuv444p") as w:
+        w.write(frames[0])
+        w.write(I420Image.from_rgb(frames[1]))
+    c = read_all(tmp_path / "mixed.mp4")
+    assert len(c) == 2 and psnr(c[1].image, frames[1]) > 30
+
+
+def test_i420_image_checks_and_round_trip(frames):
+    from portraitfx.io.video import I420Image
+
+    img = I420Image.from_rgb(frames[0])
+    h, w = frames[0].shape[:2]
+    assert img.size == (w, h) and img.data.shape == (h * 3 // 2, w) and img.y.shape == (h, w)
+    assert psnr(img.to_rgb(), frames[0]) > 30
+    with pytest.raises(ConfigError, match="even-sized"):
+        I420Image.from_rgb(frames[0][:-1])
+    with pytest.raises(ConfigError, match="I420 frame"):
+        I420Image(np.zeros((10, 8), np.float32))
+    with pytest.raises(ConfigError, match="I420 frame"):
+        I420Image(np.zeros((9, 7), np.uint8))
+    with pytest.raises(ConfigError, match="I420 frame"):
+        I420Image(np.zeros((10, 8), np.uint8))  # rows not a multiple of 3

@@ -133,6 +133,40 @@ def test_synthetic_video_frame_720p():
         assert result.found and result.payload == SWAP
 
 
+def test_video_frames_marked_on_the_luma_plane():
+    """Frames on their way to the encoder are marked on Y: the same mark, detected as well."""
+    from portraitfx.io.video import I420Image
+    from portraitfx.provenance import embed_watermark_i420, mark_video_frame
+
+    frame = clips.synthetic_still(720, 1280, seed=5)
+    out = mark_video_frame(frame, "swap")
+    assert isinstance(out, I420Image) and out.size == (1280, 720)
+    plain = I420Image.from_rgb(frame)
+    assert np.array_equal(out.data[720:], plain.data[720:])  # chroma untouched
+    change_y = out.y.astype(np.float64) - plain.y
+    rgb = mark_image(frame, "swap")
+    luma = watermark_mod._luma8
+    change_rgb = (luma(rgb).astype(np.float64) - luma(frame)) * 219 / 255
+    assert np.corrcoef(change_y.ravel(), change_rgb.ravel())[0, 1] > 0.95
+    assert abs(change_y.std() / change_rgb.std() - 1) < 0.1
+    seen = out.to_rgb()
+    assert psnr(plain.to_rgb(), seen) >= 38.0
+    for attacked in (seen, jpeg(resize(seen), 80)):
+        result = detect_watermark(attacked)
+        assert result.found and result.payload == SWAP
+    # odd sizes stay RGB (marked); tiny frames are left alone and said so; bad buffers refused
+    odd = mark_video_frame(frame[:301, :401], "swap")
+    assert isinstance(odd, np.ndarray) and detect_watermark(odd).found
+    small = I420Image.from_rgb(frame[:100, :100])
+    with pytest.warns(WatermarkSkippedWarning):
+        assert embed_watermark_i420(small.data) is False
+    for bad in (frame, np.zeros((9, 8), np.float32), np.zeros((9, 7), np.uint8)):
+        with pytest.raises(InputError):
+            embed_watermark_i420(bad)
+    with pytest.raises(ConfigError):
+        embed_watermark_i420(plain.data, 99)
+
+
 def test_every_payload_round_trips(photos):
     img = photos["obama.jpg"]
     for payload in range(16):

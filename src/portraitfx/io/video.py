@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # PyAV is imported lazily: importing this module stays cheap.
 
 __all__ = [
     "FAST_X264_PARAMS",
+    "I420Image",
     "VideoFrame",
     "VideoInfo",
     "VideoProcessResult",
@@ -178,6 +179,65 @@ class VideoFrame:
     time: float
     pts: int | None
     image: np.ndarray
+
+
+@dataclass(frozen=True)
+class I420Image:
+    """A frame already in the encoder's pixel format: planar YUV 4:2:0, BT.601 limited range.
+
+    :class:`VideoWriter` takes it as well as RGB and skips the colour conversion; a
+    pipeline stage that needs the luminance anyway (the provenance watermark) can
+    convert in its own thread and work on the Y plane. Make one with :meth:`from_rgb`.
+
+    Attributes:
+        data: ``(H * 3/2) x W`` uint8, C-contiguous: the Y plane, then U, then V.
+    """
+
+    data: np.ndarray
+
+    def __post_init__(self) -> None:
+        d = self.data
+        if (
+            not isinstance(d, np.ndarray)
+            or d.dtype != np.uint8
+            or d.ndim != 2
+            or d.shape[0] % 3
+            or d.shape[1] % 2
+            or not d.flags.c_contiguous
+        ):
+            got = f"{d.dtype} array of shape {d.shape}" if isinstance(d, np.ndarray) else type(d).__name__
+            raise ConfigError(f"an I420 frame is a contiguous (H*3/2)×W uint8 array (W even), got {got}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(width, height)`` of the picture."""
+        return self.data.shape[1], self.data.shape[0] * 2 // 3
+
+    @property
+    def y(self) -> np.ndarray:
+        """The luma plane, ``H x W`` (a view: writing to it changes the frame)."""
+        return self.data[: self.size[1]]
+
+    @classmethod
+    def from_rgb(cls, image: np.ndarray) -> I420Image:
+        """Convert an H×W×3 uint8 RGB picture (even H and W; see :func:`_rgb_to_i420`)."""
+        if (
+            not isinstance(image, np.ndarray)
+            or image.dtype != np.uint8
+            or image.ndim != 3
+            or image.shape[2] != 3
+            or image.shape[0] % 2
+            or image.shape[1] % 2
+        ):
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ConfigError(f"I420Image.from_rgb takes an even-sized H×W×3 uint8 RGB array, got {got}")
+        return cls(_rgb_to_i420(np.ascontiguousarray(image)))
+
+    def to_rgb(self) -> np.ndarray:
+        """Back to H×W×3 uint8 RGB (chroma upsampled by repetition)."""
+        import cv2
+
+        return cv2.cvtColor(self.data, cv2.COLOR_YUV2RGB_I420)
 
 
 @dataclass(frozen=True)
@@ -1147,12 +1207,19 @@ class VideoWriter:
             ctx.color_primaries = _AVCOL_PRI_BT709
             ctx.color_trc = _AVCOL_TRC_BT709
 
-    def _to_av_frame(self, image: np.ndarray) -> av.VideoFrame:
+    def _to_av_frame(self, image: np.ndarray | I420Image) -> av.VideoFrame:
         import av
         import cv2
 
         assert self.size is not None and self._input_size is not None
         width, height = self.size
+        if isinstance(image, I420Image):
+            if self.pix_fmt == "yuv420p" and image.size == (width, height):
+                frame = av.VideoFrame.from_ndarray(image.data, format="yuv420p")
+                frame.colorspace = _AVCOL_SPC_SMPTE170M
+                frame.color_range = _AVCOL_RANGE_MPEG
+                return frame
+            image = image.to_rgb()  # another pixel format: through RGB, as any frame
         pad_w, pad_h = width - image.shape[1], height - image.shape[0]
         if pad_w or pad_h:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
@@ -1166,16 +1233,17 @@ class VideoWriter:
             return frame.reformat(
                 format=self.pix_fmt,
                 dst_colorspace="itu601",
-                dst_color_range="jpeg" if self._full_range else "mpeg",
+                dst_color_range="JPEG" if self._full_range else "MPEG",
             )
         return frame.reformat(format=self.pix_fmt)
 
-    def write(self, image: np.ndarray, time: float | None = None) -> None:
+    def write(self, image: np.ndarray | I420Image, time: float | None = None) -> None:
         """Encode one frame.
 
         Args:
-            image: H×W×3 uint8 RGB; every frame must have the first frame's size
-                (or ``size``).
+            image: H×W×3 uint8 RGB, or an :class:`I420Image` (encoded as it is when
+                the writer's pixel format is ``yuv420p``); every frame must have the
+                first frame's size (or ``size``).
             time: presentation time in seconds (on the ``audio_from`` timeline).
                 ``None`` places the frame one nominal period after the previous one.
                 Times must increase; a time not after the previous frame's is
@@ -1187,7 +1255,9 @@ class VideoWriter:
         """
         if self._closed:
             raise OutputError(f"cannot write to '{self.path}': the writer is closed")
-        if (
+        if isinstance(image, I420Image):
+            width, height = image.size
+        elif (
             not isinstance(image, np.ndarray)
             or image.dtype != np.uint8
             or image.ndim != 3
@@ -1199,7 +1269,8 @@ class VideoWriter:
                 else type(image).__name__
             )
             raise ConfigError(f"video frames must be H×W×3 uint8 RGB arrays, got {got}")
-        height, width = image.shape[:2]
+        else:
+            height, width = image.shape[:2]
         if self._input_size is None:
             if self._requested_size is not None and self._requested_size != (width, height):
                 raise ConfigError(

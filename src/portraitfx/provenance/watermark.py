@@ -82,6 +82,7 @@ __all__ = [
     "detect_watermark",
     "detect_watermark_frames",
     "embed_watermark",
+    "embed_watermark_i420",
     "false_positive_bound",
 ]
 
@@ -114,6 +115,7 @@ _DETECT_FLOOR = 2.0  # gray levels added to the local deviation in the detector'
 _VALID = 0.01  # coefficients under this x grid size (flat content, float noise) are ignored
 _CACHE_BYTES = 256 << 20
 _FULL_STRENGTH_GRID = 512  # larger grids get strength * 512 / grid
+_Y_UNIT = 219.0 / 255.0  # limited-range Y levels per 8-bit RGB level
 
 
 class WatermarkSkippedWarning(UserWarning):
@@ -288,18 +290,33 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb[:, :, :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
-def _mask(luma: np.ndarray, scale: float) -> np.ndarray:
+def _luma8(rgb: np.ndarray) -> np.ndarray:
+    """Luminance (BT.601 weights) as uint8, what the embedder's mask is computed from."""
+    import cv2
+
+    if rgb.ndim == 2:
+        return rgb
+    if rgb.shape[2] == 1:
+        return np.ascontiguousarray(rgb[:, :, 0])
+    return cv2.cvtColor(np.ascontiguousarray(rgb[:, :, :3]), cv2.COLOR_RGB2GRAY)
+
+
+def _mask(luma: np.ndarray, scale: float, unit: float = 1.0) -> np.ndarray:
     """Perceptual mask in [_FLAT_GAIN, 1]: local fine-detail energy.
 
     Only fine detail (a 3-5 px high-pass) hides the mark; smooth folds and
-    gradients do not. ``scale`` is image pixels per grid pixel (1 to 2). From 480 px
-    on the short side the (smooth) energy map is pooled at half resolution.
+    gradients do not. ``luma`` is uint8; ``unit`` is its gray levels per 8-bit RGB
+    level (219/255 for a video's limited-range Y plane). ``scale`` is image pixels
+    per grid pixel (1 to 2). From 480 px on the short side the (smooth) energy map
+    is pooled at half resolution.
     """
     import cv2
 
     height, width = luma.shape
     k1 = 2 * round(scale) + 1
-    high = luma - cv2.blur(luma, (k1, k1))
+    # the local mean in 8 bits (rounded): a quarter of the float filter's cost, and
+    # half a gray level is nothing next to _TEXTURE_REF
+    high = cv2.subtract(luma, cv2.blur(luma, (k1, k1)), dtype=cv2.CV_32F)
     energy = cv2.multiply(high, high)
     pooled = min(height, width) >= 480
     if pooled:
@@ -309,11 +326,44 @@ def _mask(luma: np.ndarray, scale: float) -> np.ndarray:
     activity = cv2.sqrt(cv2.blur(energy, (k2, k2)))
     # local minimum: a strong edge must not raise the mark in the flat area beside it
     activity = cv2.erode(activity, np.ones((k2, k2), np.uint8))
-    gain = np.float32((1.0 - _FLAT_GAIN) / _TEXTURE_REF)
+    gain = np.float32((1.0 - _FLAT_GAIN) / (_TEXTURE_REF * unit))
     mask = np.minimum(activity * gain + np.float32(_FLAT_GAIN), np.float32(1.0))
     if pooled:
         mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
     return mask
+
+
+def _check_strength(strength: object) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 20:
+        raise ConfigError(f"strength must be a number in (0, 20], got {strength!r}")
+    return float(strength)
+
+
+def _warn_small(width: int, height: int) -> None:
+    warnings.warn(
+        f"image is {width}×{height}; pictures under {MIN_SIDE} px on the short side are "
+        "too small to carry the portraitfx watermark and were left unmarked",
+        WatermarkSkippedWarning,
+        stacklevel=3,
+    )
+
+
+def _delta(luma: np.ndarray, code: int, strength: float, unit: float = 1.0) -> np.ndarray:
+    """The change to add to ``luma`` (uint8, in its own gray levels; see :func:`_mask`), float32."""
+    import cv2
+
+    height, width = luma.shape
+    short = min(height, width)
+    grid = _grid_for(short)
+    pattern = _patterns.get(height, width, code)
+    delta = _mask(luma, short / grid, unit)
+    # The score grows with amplitude x grid size: big pictures keep the same
+    # detection margin with a fainter mark.
+    strength = strength * min(1.0, _FULL_STRENGTH_GRID / grid)
+    delta *= pattern
+    rms = cv2.norm(delta, cv2.NORM_L2) / math.sqrt(delta.size) * strength
+    delta *= np.float32(strength * unit * min(1.0, _RMS_CAP * strength / max(rms, 1e-12)))
+    return delta
 
 
 def embed_watermark(
@@ -344,29 +394,13 @@ def embed_watermark(
 
     arr = _check_image(image)
     code = _check_payload(payload)
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)) or not 0 < strength <= 20:
-        raise ConfigError(f"strength must be a number in (0, 20], got {strength!r}")
+    strength = _check_strength(strength)
     height, width = arr.shape[:2]
-    short = min(height, width)
-    if short < MIN_SIDE:
-        warnings.warn(
-            f"image is {width}×{height}; pictures under {MIN_SIDE} px on the short side are "
-            "too small to carry the portraitfx watermark and were left unmarked",
-            WatermarkSkippedWarning,
-            stacklevel=2,
-        )
+    if min(height, width) < MIN_SIDE:
+        _warn_small(width, height)
         return arr.copy()
     color = arr if arr.ndim == 2 else arr[:, :, : min(3, arr.shape[2])]
-    luma = _luma(color)
-    grid = _grid_for(short)
-    pattern = _patterns.get(height, width, code)
-    delta = _mask(luma, short / grid)
-    # The score grows with amplitude x grid size: big pictures keep the same
-    # detection margin with a fainter mark.
-    strength = float(strength) * min(1.0, _FULL_STRENGTH_GRID / grid)
-    delta *= pattern
-    rms = cv2.norm(delta, cv2.NORM_L2) / math.sqrt(delta.size) * float(strength)
-    delta *= np.float32(float(strength) * min(1.0, _RMS_CAP * float(strength) / max(rms, 1e-12)))
+    delta = _delta(_luma8(color), code, strength)
     if arr.ndim == 2:
         return cv2.add(arr, delta, dtype=cv2.CV_8U)
     if arr.shape[2] == 1:
@@ -381,6 +415,58 @@ def embed_watermark(
     out = arr.copy()  # RGBA: alpha kept
     out[:, :, :3] = rgb
     return out
+
+
+def embed_watermark_i420(
+    buffer: np.ndarray,
+    payload: int | bytes | None = None,
+    *,
+    strength: float = DEFAULT_STRENGTH,
+) -> bool:
+    """Mark a video frame already converted for the encoder, in place: the same mark as
+    :func:`embed_watermark` gives its RGB picture, added to the Y plane only.
+
+    Adding ``d`` to R, G and B adds ``d x 219/255`` to limited-range (BT.601) Y and
+    nothing to U and V, so marking Y is the same change at a third of the cost, with
+    no colour conversion for the mask (Y is the luminance).
+
+    Args:
+        buffer: ``(H * 3/2) x W`` uint8 I420 (see :func:`portraitfx.io.video.rgb_to_i420`).
+        payload, strength: as for :func:`embed_watermark`.
+
+    Returns:
+        True when marked; False (with a :class:`WatermarkSkippedWarning`) for frames
+        under :data:`MIN_SIDE` px on the short side.
+
+    Raises:
+        InputError: not a uint8 I420 buffer.
+        ConfigError: bad ``payload`` or ``strength``.
+    """
+    import cv2
+
+    if (
+        not isinstance(buffer, np.ndarray)
+        or buffer.dtype != np.uint8
+        or buffer.ndim != 2
+        or buffer.shape[0] % 3
+        or buffer.shape[1] % 2
+        or not buffer.flags.c_contiguous
+    ):
+        got = (
+            f"{buffer.dtype} {tuple(buffer.shape)}"
+            if isinstance(buffer, np.ndarray)
+            else type(buffer).__name__
+        )
+        raise InputError(f"expected a contiguous (H*3/2)×W uint8 I420 buffer, got {got}")
+    code = _check_payload(payload)
+    strength = _check_strength(strength)
+    height, width = buffer.shape[0] * 2 // 3, buffer.shape[1]
+    if min(height, width) < MIN_SIDE:
+        _warn_small(width, height)
+        return False
+    y = buffer[:height]
+    cv2.add(y, _delta(y, code, strength, _Y_UNIT), dst=y, dtype=cv2.CV_8U)
+    return True
 
 
 # --------------------------------------------------------------------------- detection

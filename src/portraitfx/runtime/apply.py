@@ -288,9 +288,10 @@ def _apply_video(
             image, unmarked = item
             if not unmarked:
                 return image
-            from portraitfx.provenance import mark_image
+            from portraitfx.provenance import mark_video_frame
 
-            return mark_image(image, marker)
+            # converted for the encoder here, in this stage's thread, and marked on Y
+            return mark_video_frame(image, marker)
 
         stages = [lambda frame: count(faces_of(frame)), run_effect, mark]
         if (
