@@ -320,6 +320,33 @@ def _measurement(scratch: dict[str, Any], count: int) -> _Measured:
     return scratch.setdefault("measured", {}).setdefault(count, _Measured())
 
 
+_grid_lock = threading.Lock()
+_grid = np.zeros((0, 0, 2), np.float32)
+
+
+def _pixel_grid(width: int, height: int) -> np.ndarray:
+    """``height x width x 2`` float32: each pixel's own (x, y) (a read-only view of a
+    shared grid that only grows, so regions of changing size reuse it)."""
+    global _grid
+    grid = _grid
+    if grid.shape[0] < height or grid.shape[1] < width:
+        with _grid_lock:
+            h, w = max(height, _grid.shape[0]), max(width, _grid.shape[1])
+            grid = np.empty((h, w, 2), np.float32)
+            grid[..., 0] = np.arange(w, dtype=np.float32)[None, :]
+            grid[..., 1] = np.arange(h, dtype=np.float32)[:, None]
+            grid.setflags(write=False)
+            _grid = grid
+    return grid[:height, :width]
+
+
+def _to_map(disp: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """A ``cv2.remap`` map from offsets ``disp`` (``h x w x 2``) of a region whose corner is ``(x0, y0)``."""
+    h, w = disp.shape[:2]
+    out = cv2.add(disp, _pixel_grid(w, h))
+    return cv2.add(out, (float(x0), float(y0), 0.0, 0.0)) if x0 or y0 else out
+
+
 def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` made smaller, averaging its pixels (a bilinear resize would alias fine texture).
 
@@ -568,14 +595,11 @@ class SwapEffect:
         plan.original, plan.region, plan.warped_full = original, original.copy(), region_full
         if plan.field is None:
             return
-        disp = resize_displacement(plan.field, (sw, sh)) * plan.zone[..., None]
-        disp[..., 0] += np.arange(sw, dtype=np.float32)[None, :]
-        disp[..., 1] += np.arange(sh, dtype=np.float32)[:, None]
+        # (the field is already faded to nothing at the zone's edge)
+        disp = _to_map(resize_displacement(plan.field, (sw, sh)), 0, 0)
         plan.region = cv2.remap(original, disp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if small:
-            full = resize_displacement(plan.field, (rw, rh))
-            full[..., 0] += np.arange(rx0, rx1, dtype=np.float32)[None, :]
-            full[..., 1] += np.arange(ry0, ry1, dtype=np.float32)[:, None]
+            full = _to_map(resize_displacement(plan.field, (rw, rh)), rx0, ry0)
             plan.warped_full = cv2.remap(frame, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         else:
             plan.warped_full = plan.region
@@ -593,7 +617,7 @@ class SwapEffect:
             plan.tri, plan.vis, plan.iod, scratch, plan.occlusion,
         )  # fmt: skip
         # only the zone around the face may change (the blend's low bands reach a little outside)
-        change *= zone[..., None]
+        change = cv2.multiply(change, cv2.cvtColor(zone.view(np.uint8), cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
         if scratch is not None and opt.persistence > 0:
             # the temporal filter, at the working resolution: what shimmers is the new face
             settled = self._persist(base + change, plan, scratch)
