@@ -92,19 +92,32 @@ def mesh_triangles() -> np.ndarray:
 
 def visible_triangles(landmarks: np.ndarray, triangles: np.ndarray | None = None) -> np.ndarray:
     """Boolean ``(T,)``: triangles facing the camera (counter-clockwise as in the frontal face)."""
-    tri = mesh_triangles() if triangles is None else triangles
-    p = np.asarray(landmarks, np.float64)[:, :2]
-    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
-    cross = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
     from portraitfx.face.pose import canonical_face
 
+    tri = mesh_triangles() if triangles is None else triangles
+    p = np.asarray(landmarks, np.float64)[:, :2]
     ref = canonical_face()[:, :2].astype(np.float64)
-    ra, rb, rc = ref[tri[:, 0]], ref[tri[:, 1]], ref[tri[:, 2]]
-    ref_cross = (rb[:, 0] - ra[:, 0]) * (rc[:, 1] - ra[:, 1]) - (rb[:, 1] - ra[:, 1]) * (rc[:, 0] - ra[:, 0])
+    ref_cross = _default_ref_cross() if triangles is None else _cross(ref, tri)
+    cross = _cross(p, tri)
     # same orientation as in the frontal face, and not collapsed to a sliver
     return (np.sign(cross) == np.sign(ref_cross)) & (
         np.abs(cross) > 0.05 * np.abs(ref_cross) * _scale2(p, ref)
     )
+
+
+def _cross(p: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Signed doubled area of each triangle ``tri`` of points ``p``."""
+    a, b, c = p[tri[:, 0]], p[tri[:, 1]], p[tri[:, 2]]
+    return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+
+@functools.lru_cache(maxsize=1)
+def _default_ref_cross() -> np.ndarray:
+    from portraitfx.face.pose import canonical_face
+
+    out = _cross(canonical_face()[:, :2].astype(np.float64), mesh_triangles())
+    out.setflags(write=False)
+    return out
 
 
 def _scale2(p: np.ndarray, ref: np.ndarray) -> float:

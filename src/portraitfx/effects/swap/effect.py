@@ -134,10 +134,13 @@ class SourceFace:
     image: np.ndarray
     face: Face
     texture: np.ndarray | None = None
+    visible: np.ndarray | None = None  # its mesh triangles facing the camera
 
     def __post_init__(self) -> None:
         if self.texture is None:
             self.texture = source_texture(self.image, self.face)
+        if self.visible is None:
+            self.visible = visible_triangles(self.face.landmarks)
 
 
 def load_sources(sources: Any) -> list[SourceFace]:
@@ -522,7 +525,7 @@ class SwapEffect:
         t_lm = face.landmarks
         iod = face.eye_distance
         tri = mesh_triangles()
-        vis = visible_triangles(t_lm) & visible_triangles(src.face.landmarks)
+        vis = visible_triangles(t_lm) & src.visible
         # turned too far (the far cheek and the nose's side are not seen): leave the face as it is
         if vis.sum() < 0.3 * len(tri) or abs(face.pose.yaw) > opt.max_yaw:
             return None
@@ -693,8 +696,8 @@ class SwapEffect:
         if keep.any():
             # the target's own texture on the new mesh (its mouth interior moves with the
             # lips), drawn only in the box of what it is needed for
-            ys, xs = np.nonzero(keep)
-            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+            bx, by, bw, bh = cv2.boundingRect(keep.view(np.uint8))
+            box = (bx, by, bx + bw, by + bh)
             own, _ = warp_piecewise_affine(original, t_lm[:468, :2], dst[:468], box, tri)
             sub = region[box[1] : box[3], box[0] : box[2]]
             np.copyto(sub, own, where=keep[box[1] : box[3], box[0] : box[2], None])
