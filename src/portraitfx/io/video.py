@@ -775,11 +775,13 @@ def _resolve_codec(codec: str | None, suffix: str) -> str:
 
 
 #: Added to x264's ``veryfast`` preset: cheaper sub-pixel refinement and motion search, a
-#: fixed B-frame pattern instead of the adaptive decision and a 5-frame rate-control
-#: look-ahead (veryfast: 10). On 720p30 with 2 cores this cuts encoding time by about 45 %,
-#: for about 0.5 dB PSNR at CRF 18 (file sizes vary with content, from -20 % to +20 %), and
-#: brings the decode+encode round trip under 0.3 s per second of video.
-FAST_X264_PARAMS = "subme=1:me=dia:b-adapt=0:rc-lookahead=5"
+#: fixed B-frame pattern instead of the adaptive decision, a 5-frame rate-control
+#: look-ahead (veryfast: 10) and no 8x8 inter partitions (``superfast``'s set). On 720p30
+#: with 2 cores this cuts encoding time by about half, for about 0.5 dB PSNR at CRF 18
+#: (file sizes vary with content, from -20 % to +20 %), and brings the decode+encode
+#: round trip under 0.3 s per second of video. The partitions alone: -15 % encoder CPU,
+#: -0.03 to -0.09 dB and 2 % smaller files on face clips.
+FAST_X264_PARAMS = "subme=1:me=dia:b-adapt=0:rc-lookahead=5:partitions=i8x8,i4x4"
 
 
 def _encoder_options(
