@@ -550,6 +550,12 @@ class VideoReader:
         #: Why :attr:`truncated` was set, or ``None``.
         self.truncation_reason: str | None = None
 
+    def set_threads(self, threads: int) -> None:
+        """Change the number of decoder threads (0: FFmpeg chooses); only before iterating."""
+        if self._iterated:
+            raise RuntimeError("decoder threads can only be set before the reader is iterated")
+        self._stream.codec_context.thread_count = max(0, int(threads))
+
     # -- context management
     def __enter__(self) -> VideoReader:
         return self
@@ -1582,6 +1588,11 @@ def process_video(
     started = _time.perf_counter()
     with VideoReader(src) as reader:
         info = reader.info
+        if len(stages) > 1 and prefetch > 0 and info.width * info.height <= 1920 * 1088:
+            # the stages keep both cores busy and the decoder runs ahead in its own thread:
+            # one decoder thread is fast enough up to 1080p and spares FFmpeg's frame threads
+            # (about 15 % of the decoding CPU time at 720p)
+            reader.set_threads(1)
         # Constant rate: the writer's exact default time base (times are snapped to the
         # frame grid below). Variable rate: the source's own time base keeps every tick.
         tb: Fraction | None = None
