@@ -35,7 +35,6 @@ from .classic import (
     mesh_triangles,
     occluders,
     pyramid_blend,
-    resize_displacement,
     shrink,
     to_lab,
     transfer_colour,
@@ -343,11 +342,18 @@ def _pixel_grid(width: int, height: int) -> np.ndarray:
     return grid[:height, :width]
 
 
-def _to_map(disp: np.ndarray, x0: int, y0: int) -> np.ndarray:
-    """A ``cv2.remap`` map from offsets ``disp`` (``h x w x 2``) of a region whose corner is ``(x0, y0)``."""
-    h, w = disp.shape[:2]
-    out = cv2.add(disp, _pixel_grid(w, h))
-    return cv2.add(out, (float(x0), float(y0), 0.0, 0.0)) if x0 or y0 else out
+def _offset_map(field: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A ``cv2.remap`` map for a region of ``size = (w, h)`` (coordinates from its corner)
+    from a coarse offset field (``h' x w' x 2``, in its own pixels; see
+    :func:`~portraitfx.effects.swap.classic.resize_displacement`): the small field is
+    scaled, the big one only resampled and added to the pixel grid."""
+    fh, fw = field.shape[:2]
+    w, h = size
+    if (fw, fh) != (w, h):
+        field = cv2.resize(
+            cv2.multiply(field, (w / fw, h / fh, 0.0, 0.0)), size, interpolation=cv2.INTER_LINEAR
+        )
+    return cv2.add(field, _pixel_grid(w, h))
 
 
 def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -599,11 +605,15 @@ class SwapEffect:
         if plan.field is None:
             return
         # (the field is already faded to nothing at the zone's edge)
-        disp = _to_map(resize_displacement(plan.field, (sw, sh)), 0, 0)
+        disp = _offset_map(plan.field, (sw, sh))
         plan.region = cv2.remap(original, disp, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if small:
-            full = _to_map(resize_displacement(plan.field, (rw, rh)), rx0, ry0)
-            plan.warped_full = cv2.remap(frame, full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            # read from the frame seen from the region's corner (right and bottom, the
+            # frame's own edges; nothing moves at the region's top and left edges)
+            full = _offset_map(plan.field, (rw, rh))
+            plan.warped_full = cv2.remap(
+                frame[ry0:, rx0:], full, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+            )
         else:
             plan.warped_full = plan.region
 
