@@ -132,19 +132,23 @@ def align_mesh(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (s * np.asarray(source, np.float64)[:, :2] @ r.T + t).astype(np.float32)
 
 
-def shape_adapted_mesh(target: np.ndarray, source: np.ndarray, strength: float = 0.6) -> np.ndarray:
+def shape_adapted_mesh(
+    target: np.ndarray, source: np.ndarray, strength: float = 0.6, aligned: np.ndarray | None = None
+) -> np.ndarray:
     """The target's mesh with its outline moved toward the source's face shape.
 
     Args:
         target: ``(478, 2|3)`` target mesh (pose, expression).
         source: ``(478, 2|3)`` source mesh (identity).
         strength: 0 keeps the target's outline, 1 takes the source's (aligned).
+        aligned: ``align_mesh(source, target)``, if already at hand.
 
     Returns:
         ``(478, 2)`` float32 mesh: outline blended, everything else the target's.
     """
     out = np.asarray(target, np.float32)[:, :2].copy()
-    aligned = align_mesh(source, target)
+    if aligned is None:
+        aligned = align_mesh(source, target)
     oval = list(T.FACE_OVAL)
     # the top of the head (forehead, hairline) stays: only jaw and cheeks follow the source
     t_pts = out[oval]
@@ -173,6 +177,17 @@ _FEATURES = (
 _OPENINGS = {0: T.LEFT_EYE, 1: T.RIGHT_EYE, 5: T.LIPS_INNER}
 _CORNERS = {0: (263, 362), 1: (33, 133), 5: (78, 308)}
 _OPENINGS_ORDER = (0, 1, 5)
+_GROUPS = tuple(np.array(g, np.intp) for g in _FEATURES)
+_OVAL = np.array(T.FACE_OVAL, np.intp)
+# per opening: the rows of its group that open, and the rows of its two corners
+_OPENING_ROWS = {
+    i: (
+        np.array([_FEATURES[i].index(j) for j in lids], np.intp),
+        _FEATURES[i].index(_CORNERS[i][0]),
+        _FEATURES[i].index(_CORNERS[i][1]),
+    )
+    for i, lids in _OPENINGS.items()
+}
 
 
 def identity_mesh(
@@ -204,25 +219,27 @@ def identity_mesh(
     from portraitfx.effects.stylize.guides import mls_deform
 
     t = np.asarray(target, np.float64)[:, :2]
-    s = align_mesh(source, target).astype(np.float64)
-    outline = shape_adapted_mesh(target, source, shape).astype(np.float64)
-    old, new = [t[list(T.FACE_OVAL)]], [outline[list(T.FACE_OVAL)]]
-    for i, group in enumerate(_FEATURES):
-        g = list(group)
-        ct, cs = t[g].mean(0), s[g].mean(0)
-        st = np.sqrt(((t[g] - ct) ** 2).sum(1).mean()) + 1e-6
-        ss = np.sqrt(((s[g] - cs) ** 2).sum(1).mean()) + 1e-6
+    aligned = align_mesh(source, target)
+    s = aligned.astype(np.float64)
+    outline = shape_adapted_mesh(target, source, shape, aligned).astype(np.float64)
+    old, new = [t[_OVAL]], [outline[_OVAL]]
+    for i, g in enumerate(_GROUPS):
+        tg, sg = t[g], s[g]
+        ct, cs = tg.mean(0), sg.mean(0)
+        dt, ds = tg - ct, sg - cs
+        st = np.sqrt(np.vdot(dt, dt) / len(g)) + 1e-6
+        ss = np.sqrt(np.vdot(ds, ds) / len(g)) + 1e-6
         k = (ss / st) ** features
-        moved = (t[g] - ct) * k + ct + features * (cs - ct)
-        if openness is not None and i in _OPENINGS:
-            lids, corners, f = _OPENINGS[i], _CORNERS[i], float(openness[_OPENINGS_ORDER.index(i)])
-            rows = [g.index(j) for j in lids]
-            a, b = moved[g.index(corners[0])], moved[g.index(corners[1])]
+        moved = dt * k + ct + features * (cs - ct)
+        if openness is not None and i in _OPENING_ROWS:
+            rows, ia, ib = _OPENING_ROWS[i]
+            f = float(openness[_OPENINGS_ORDER.index(i)])
+            a, b = moved[ia], moved[ib]
             axis = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
             normal = np.array([-axis[1], axis[0]])
             offset = (moved[rows] - a) @ normal
             moved[rows] += (f - 1.0) * offset[:, None] * normal
-        old.append(t[g])
+        old.append(tg)
         new.append(moved)
     src_pts, dst_pts = np.concatenate(old), np.concatenate(new)
     out = mls_deform(t, src_pts, dst_pts)
