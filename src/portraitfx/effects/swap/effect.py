@@ -914,7 +914,9 @@ class SwapEffect:
             to_region = np.diag([scale[0], scale[1], 1.0])
             to_region[:2, 2] = -np.asarray(origin, np.float64) * scale
             m = (to_region @ m @ to_frame)[:2]
-            moved = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            # (kept in 8 bits: a third of the cost of warping floats, and the output is 8-bit)
+            moved8 = cv2.warpAffine(prev, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            moved = moved8.astype(np.float32)
             diff = cv2.absdiff(
                 cv2.cvtColor(moved, cv2.COLOR_RGB2GRAY), cv2.cvtColor(result, cv2.COLOR_RGB2GRAY)
             )
@@ -923,7 +925,7 @@ class SwapEffect:
             weight = cv2.GaussianBlur(cv2.multiply(zone, agree, dtype=cv2.CV_32F), (3, 3), 0)
             weight *= np.float32(self.options.persistence)
             result = cv2.blendLinear(moved, result, weight, 1.0 - weight)
-        scratch["result"] = (result, origin, scale)
+        scratch["result"] = (cv2.add(result, 0.0, dtype=cv2.CV_8U), origin, scale)
         return result
 
     def _steady(self, face: Face, scratch: dict[str, Any]) -> Face:
