@@ -32,10 +32,12 @@ from .classic import (
     colour_stats,
     grow,
     identity_mesh,
+    measure_step,
     mesh_triangles,
     occluders,
     pyramid_blend,
     shrink,
+    subsample,
     to_lab,
     transfer_colour,
     visible_triangles,
@@ -727,16 +729,16 @@ class SwapEffect:
         # 5. colour; in video the transfer is smoothed over time so it does not pulse
         measure = skin & ~keep_target
         stats = None
-        labs = (to_lab(patch), to_lab(region))
+        sigma_light = max(iod * 0.15, 2.0)
+        step = measure_step(sigma_light, region.shape)
+        labs = (to_lab(patch), to_lab(subsample(region, step)))
         if scratch is not None:
-            stats = colour_stats(*labs, measure, opt.skin)
+            stats = colour_stats(subsample(labs[0], step), labs[1], subsample(measure, step), opt.skin)
             last = scratch.get("colour")
             if last is not None:
                 stats = (0.8 * last[0] + 0.2 * stats[0], 0.8 * last[1] + 0.2 * stats[1])
             scratch["colour"] = stats
-        patch, _ = transfer_colour(
-            patch, region, measure, opt.skin, opt.lighting, max(iod * 0.15, 2.0), stats, labs
-        )
+        patch, _ = transfer_colour(patch, region, measure, opt.skin, opt.lighting, sigma_light, stats, labs)
         # 6. feathered mask inside the face outline, then a multi-band blend
         alpha = face_mask & ~keep_target
         sigma = max(opt.feather * iod, 1.0)
