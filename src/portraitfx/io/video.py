@@ -69,6 +69,7 @@ __all__ = [
     "VideoReader",
     "VideoWriter",
     "available_video_codecs",
+    "is_i420_buffer",
     "prefetch_frames",
     "probe_video",
     "process_video",
@@ -181,6 +182,18 @@ class VideoFrame:
     image: np.ndarray
 
 
+def is_i420_buffer(data: object) -> bool:
+    """Whether ``data`` can hold an I420 picture: a C-contiguous ``(H*3/2) x W`` uint8 array, W even."""
+    return (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[0] % 3 == 0
+        and data.shape[1] % 2 == 0
+        and data.flags.c_contiguous
+    )
+
+
 @dataclass(frozen=True)
 class I420Image:
     """A frame already in the encoder's pixel format: planar YUV 4:2:0, BT.601 limited range.
@@ -197,14 +210,7 @@ class I420Image:
 
     def __post_init__(self) -> None:
         d = self.data
-        if (
-            not isinstance(d, np.ndarray)
-            or d.dtype != np.uint8
-            or d.ndim != 2
-            or d.shape[0] % 3
-            or d.shape[1] % 2
-            or not d.flags.c_contiguous
-        ):
+        if not is_i420_buffer(d):
             got = f"{d.dtype} array of shape {d.shape}" if isinstance(d, np.ndarray) else type(d).__name__
             raise ConfigError(f"an I420 frame is a contiguous (H*3/2)×W uint8 array (W even), got {got}")
 

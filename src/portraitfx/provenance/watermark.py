@@ -444,14 +444,9 @@ def embed_watermark_i420(
     """
     import cv2
 
-    if (
-        not isinstance(buffer, np.ndarray)
-        or buffer.dtype != np.uint8
-        or buffer.ndim != 2
-        or buffer.shape[0] % 3
-        or buffer.shape[1] % 2
-        or not buffer.flags.c_contiguous
-    ):
+    from portraitfx.io.video import is_i420_buffer
+
+    if not is_i420_buffer(buffer):
         got = (
             f"{buffer.dtype} {tuple(buffer.shape)}"
             if isinstance(buffer, np.ndarray)
