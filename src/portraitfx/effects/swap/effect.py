@@ -240,11 +240,7 @@ class SwapTemplatePreparer:
         k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
         sw, sh = max(int(round((x1 - x0) * k)), 8), max(int(round((y1 - y0) * k)), 8)
         crop = frame[y0:y1, x0:x1]
-        small = (
-            cv2.resize(crop, (sw, sh), interpolation=cv2.INTER_AREA)
-            if k < 1.0
-            else np.ascontiguousarray(crop)
-        )
+        small = _downscale(crop, (sw, sh)) if k < 1.0 else np.ascontiguousarray(crop)
         local = lm.astype(np.float64).copy()
         local[:, :2] = (local[:, :2] - [x0, y0]) * [sw / (x1 - x0), sh / (y1 - y0)]
         skin = region_mask(small.shape, local, "skin", forehead=0.0) > 0.5
