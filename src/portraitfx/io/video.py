@@ -1035,6 +1035,32 @@ def _rgb_to_i420(image: np.ndarray) -> np.ndarray:
     return buf
 
 
+def _i420_frame(data: np.ndarray, width: int, height: int) -> av.VideoFrame:
+    """A PyAV frame (BT.601, limited range) holding the I420 buffer ``data``.
+
+    The planes are copied with NumPy, which lets other threads run meanwhile;
+    ``VideoFrame.from_ndarray`` holds the GIL for the whole copy (and takes five
+    times as long), stalling every other stage of a pipeline for ~0.3 ms a frame at 720p.
+    """
+    import av
+
+    frame = av.VideoFrame(width, height, "yuv420p")
+    flat = data.reshape(-1)
+    n, q = width * height, (width // 2) * (height // 2)
+    sources = (
+        data[:height],
+        flat[n : n + q].reshape(height // 2, width // 2),
+        flat[n + q :].reshape(height // 2, width // 2),
+    )
+    for plane, src in zip(frame.planes, sources, strict=True):
+        rows, cols = src.shape
+        view = np.frombuffer(plane, np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
+        np.copyto(view[:, :cols], src)
+    frame.colorspace = _AVCOL_SPC_SMPTE170M
+    frame.color_range = _AVCOL_RANGE_MPEG
+    return frame
+
+
 class VideoWriter:
     """Encode frames into a video file, atomically.
 
@@ -1229,19 +1255,13 @@ class VideoWriter:
         width, height = self.size
         if isinstance(image, I420Image):
             if self.pix_fmt == "yuv420p" and image.size == (width, height):
-                frame = av.VideoFrame.from_ndarray(image.data, format="yuv420p")
-                frame.colorspace = _AVCOL_SPC_SMPTE170M
-                frame.color_range = _AVCOL_RANGE_MPEG
-                return frame
+                return _i420_frame(image.data, width, height)
             image = image.to_rgb()  # another pixel format: through RGB, as any frame
         pad_w, pad_h = width - image.shape[1], height - image.shape[0]
         if pad_w or pad_h:
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
         if self.pix_fmt == "yuv420p":
-            frame = av.VideoFrame.from_ndarray(_rgb_to_i420(image), format="yuv420p")
-            frame.colorspace = _AVCOL_SPC_SMPTE170M
-            frame.color_range = _AVCOL_RANGE_MPEG
-            return frame
+            return _i420_frame(_rgb_to_i420(image), width, height)
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if self._yuv:
             return frame.reformat(
