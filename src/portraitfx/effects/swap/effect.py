@@ -276,6 +276,21 @@ class _Plan:
     original: np.ndarray | None = None
     region: np.ndarray | None = None
     warped_full: np.ndarray | None = None
+    local: _Local | None = None  # the pixel work's inputs, when prepared with the geometry
+
+
+@dataclass(eq=False)
+class _Local:
+    """What :meth:`SwapEffect._local_inputs` hands to :meth:`SwapEffect._local_blend`."""
+
+    patch: np.ndarray
+    base: np.ndarray
+    adapted: np.ndarray
+    face_mask: np.ndarray
+    mouth: np.ndarray
+    occluded: np.ndarray
+    keep_target: np.ndarray
+    measure: np.ndarray
 
 
 @dataclass(eq=False)
@@ -622,11 +637,15 @@ class SwapEffect:
         rw, rh = rx1 - rx0, ry1 - ry0
         frame, zone, scratch, dst = plan.frame, plan.zone, plan.scratch, plan.dst
         region = plan.region
-        base = region.astype(np.float32)
-        change, mouth, occluded = self._swap_local(
-            plan.src, region, plan.original, plan.local_t, plan.local_dst,
-            plan.tri, plan.vis, plan.iod, scratch, plan.occlusion,
-        )  # fmt: skip
+        local = plan.local
+        if local is None:  # a still, or a region cropped again on top of another face
+            local = self._local_inputs(
+                plan.src, region, plan.original, plan.local_t, plan.local_dst,
+                plan.tri, plan.vis, plan.iod, plan.occlusion,
+            )  # fmt: skip
+        base = local.base.astype(np.float32)  # the region before the kept parts were drawn in
+        change = self._local_blend(region, local, plan.iod, scratch)
+        mouth, occluded = local.mouth, local.occluded
         # only the zone around the face may change (the blend's low bands reach a little outside)
         change = cv2.multiply(change, cv2.cvtColor(zone.view(np.uint8), cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
         if scratch is not None and opt.persistence > 0:
@@ -675,6 +694,27 @@ class SwapEffect:
             ``(change, mouth, occluded)``: float32 ``h x w x 3`` to add to ``region``,
             and the mouth-interior and occluder masks.
         """
+        local = self._local_inputs(src, region, original, t_lm, dst, tri, vis, iod, occlusion)
+        return self._local_blend(region, local, iod, scratch), local.mouth, local.occluded
+
+    def _local_inputs(
+        self,
+        src: SourceFace,
+        region: np.ndarray,
+        original: np.ndarray,
+        t_lm: np.ndarray,
+        dst: np.ndarray,
+        tri: np.ndarray,
+        vis: np.ndarray,
+        iod: float,
+        occlusion: np.ndarray | None = None,
+    ) -> _Local:
+        """Steps 3-4 of :meth:`_swap_local`: the source's texture on the new mesh, the masks
+        and the target's kept parts drawn into ``region`` (in place).
+
+        A video runtime runs this with the geometry (:meth:`begin`) and the rest with the
+        pixels (:meth:`finish`), which evens out the two halves.
+        """
         opt = self.options
         h, w = region.shape[:2]
         roi = (0, 0, w, h)
@@ -722,8 +762,20 @@ class SwapEffect:
         # where hair or glasses cover the source's face there is no skin to take: keep the target's
         hidden = covered & (patch4[..., 3] < 128)
         keep_target = mouth | eyes | occluded | hidden
+        return _Local(
+            patch=patch, base=base, adapted=adapted, face_mask=face_mask, mouth=mouth,
+            occluded=occluded, keep_target=keep_target, measure=skin & ~keep_target,
+        )  # fmt: skip
+
+    def _local_blend(
+        self, region: np.ndarray, local: _Local, iod: float, scratch: dict[str, Any] | None
+    ) -> np.ndarray:
+        """Steps 5-6 of :meth:`_swap_local`: the colour transfer and the blend; the change
+        to add to ``region`` as it was before :meth:`_local_inputs` (float32)."""
+        opt = self.options
+        h, w = region.shape[:2]
+        adapted, measure, patch = local.adapted, local.measure, local.patch
         # 5. colour; in video the transfer is smoothed over time so it does not pulse
-        measure = skin & ~keep_target
         stats = None
         sigma_light = max(iod * 0.15, 2.0)
         step = measure_step(sigma_light, region.shape)
@@ -736,7 +788,7 @@ class SwapEffect:
             scratch["colour"] = stats
         patch, _ = transfer_colour(patch, region, measure, opt.skin, opt.lighting, sigma_light, stats, labs)
         # 6. feathered mask inside the face outline, then a multi-band blend
-        alpha = face_mask & ~keep_target
+        alpha = local.face_mask & ~local.keep_target
         sigma = max(opt.feather * iod, 1.0)
         soft = smooth(shrink(alpha, sigma).astype(np.float32), sigma) * alpha
         if opt.forehead is not None:
@@ -750,7 +802,7 @@ class SwapEffect:
             ramp = max(0.4 * iod, 1.0)
             soft *= np.clip((brows + opt.forehead * iod + ramp - height) / ramp, 0.0, 1.0)
         blended = pyramid_blend(region, patch, soft)
-        return blended.astype(np.float32) - base.astype(np.float32), mouth, occluded
+        return blended.astype(np.float32) - local.base.astype(np.float32)
 
     # -- Effect protocol --------------------------------------------------------------
     def apply(
@@ -822,7 +874,13 @@ class SwapEffect:
                 scratch["frames"] = count + 1
                 job.factors = self._lagged_correction(scratch, count)
                 job.measure = count if count % CORRECT_EVERY == 0 else None
-            job.plan = self._plan(frame, face, scratch, job.factors)
+            job.plan = plan = self._plan(frame, face, scratch, job.factors)
+            if plan is not None:
+                # the pixel work's inputs too: it evens out the two halves' time
+                plan.local = self._local_inputs(
+                    plan.src, plan.region, plan.original, plan.local_t, plan.local_dst,
+                    plan.tri, plan.vis, plan.iod, plan.occlusion,
+                )  # fmt: skip
             jobs.append(job)
         return _Frame(frame, jobs, bool(chosen))
 
@@ -848,6 +906,7 @@ class SwapEffect:
             if plan is not None:
                 if any(_overlap(plan.box, box) for box in done):
                     self._crop(plan, out.copy())  # on top of the faces already swapped
+                    plan.local = None  # (prepared again on those pixels)
                 self._render(out, plan)
                 done.append(plan.box)
             if job.measure is not None:
