@@ -57,6 +57,17 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nda
     dst = np.asarray(dst, np.float64)
     mu_s, mu_d = src.mean(0), dst.mean(0)
     a, b = src - mu_s, dst - mu_d
+    if src.shape[1] == 2:
+        # in the plane the best rotation has a closed form (no SVD): the angle of
+        # sum(a . b) + i sum(a x b), and the scale that sum's length over sum |a|^2
+        dot = float(np.vdot(a, b))
+        cross = float(np.vdot(a[:, 0], b[:, 1]) - np.vdot(a[:, 1], b[:, 0]))
+        norm = float(np.vdot(a, a))
+        length = float(np.hypot(dot, cross))
+        c, s_ = (dot / length, cross / length) if length > 0 else (1.0, 0.0)
+        rot = np.array([[c, -s_], [s_, c]])
+        scale = length / norm if norm > 0 else 1.0
+        return scale, rot, mu_d - scale * rot @ mu_s
     u, sig, vt = np.linalg.svd(b.T @ a / len(src))
     d = np.ones(src.shape[1])
     d[-1] = np.sign(np.linalg.det(u @ vt)) or 1.0
