@@ -917,9 +917,14 @@ class _AudioCarrier:
         except av.error.FFmpegError:
             return  # damaged / cut-off audio: keep what was read
 
+    def _seconds(self, ticks: int) -> float:
+        """``float(ticks * in_time_base)``, without building a fraction for every packet."""
+        tb = self.in_time_base
+        return ticks * tb.numerator / tb.denominator
+
     def _time(self, packet: av.Packet) -> float:
         pts = packet.pts if packet.pts is not None else packet.dts
-        return float((pts or 0) * self.in_time_base) - self.origin
+        return self._seconds(pts or 0) - self.origin
 
     def pump(self, until: float | None) -> None:
         """Mux audio whose (output-timeline) start time is ≤ ``until`` (all if ``None``)."""
@@ -941,11 +946,11 @@ class _AudioCarrier:
     def _emit(self, packet: av.Packet, start: float) -> None:
         import av
 
-        end = start + float((packet.duration or 0) * self.in_time_base)
+        end = start + self._seconds(packet.duration or 0)
         if end < -_AUDIO_LEAD_TOLERANCE:
             return  # entirely before the first video frame
         assert self.out_stream is not None
-        shift = round(Fraction(self.origin) / self.in_time_base)
+        shift = _round_ratio(self.origin, self.in_time_base)
         self.position = max(self.position, end)
         if self.copy:
             if packet.pts is not None:
@@ -997,6 +1002,18 @@ def _default_time_base(fps: Fraction) -> Fraction:
     if 1000 <= fps.numerator <= 1_000_000:
         return Fraction(1, fps.numerator)
     return 1 / fps
+
+
+def _round_ratio(seconds: float, time_base: Fraction) -> int:
+    """``round(Fraction(seconds) / time_base)`` (ties to even) in integer arithmetic: the
+    same tick, without building fractions for every frame."""
+    p, q = float(seconds).as_integer_ratio()
+    n, d = p * time_base.denominator, q * time_base.numerator
+    whole, rest = divmod(n, d)
+    twice = 2 * rest
+    if twice > d or (twice == d and whole % 2):
+        whole += 1
+    return whole
 
 
 def _as_fraction(value: float | Fraction) -> Fraction:
@@ -1326,7 +1343,7 @@ class VideoWriter:
         if time is None:
             pts = 0 if self._last_pts is None else self._last_pts + self._period
         else:
-            pts = round(Fraction(float(time) - self._origin) / self.time_base)
+            pts = _round_ratio(float(time) - self._origin, self.time_base)
             if self._last_pts is not None and pts <= self._last_pts:
                 pts = self._last_pts + 1
         self._last_pts = pts
@@ -1341,8 +1358,9 @@ class VideoWriter:
                 f"encoding frame {self.frames_written} to '{self.path}' failed: {_one_line(err)}"
             ) from err
         self.frames_written += 1
-        t_out = float(pts * self.time_base)
-        self._end_time = t_out + float(1 / self.fps)
+        tb = self.time_base
+        t_out = pts * tb.numerator / tb.denominator  # (exact integers, one rounding: float(pts * tb))
+        self._end_time = t_out + self.fps.denominator / self.fps.numerator
         if self._audio is not None:
             self._audio.pump(t_out)
 
@@ -1667,12 +1685,15 @@ def process_video(
                 # both closed before the reader is: a decoding thread must never outlive it
                 stack.callback(frames.close)
                 stack.callback(pipeline.close)
+                # (float arithmetic with the same results as with the fractions)
+                rate_f, tolerance = float(fps), 0.25 / float(fps)
                 for frame, image in pipeline:
                     t = frame.time
                     if snap:  # constant rate: drop timestamp rounding jitter, keep gaps
-                        slot = round(t * fps)
-                        if abs(t - float(slot / fps)) < 0.25 / float(fps):
-                            t = float(slot / fps)
+                        slot = round(t * rate_f)
+                        on_grid = slot * fps.denominator / fps.numerator  # float(slot / fps)
+                        if abs(t - on_grid) < tolerance:
+                            t = on_grid
                     writer.write(image, time=t)
                     bar.update(1)
                 if writer.frames_written == 0:
