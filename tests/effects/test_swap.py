@@ -239,3 +239,24 @@ def test_cli_target_without_face_is_copied_with_a_warning(tmp_path, data_dir, ca
     assert code == 0 and "warning: no face found" in err
     assert np.array_equal(load_image(tmp_path / "o.png"), wall)
     assert read_provenance(tmp_path / "o.png") == {}  # an unchanged picture is not labelled as generated
+
+
+def test_remap_maps_from_the_coarse_field():
+    """The map built from the coarse field equals the field resampled and added to each
+    pixel's position; the shared pixel grid serves regions of any size."""
+    from portraitfx.effects.swap.classic import resize_displacement
+    from portraitfx.effects.swap.effect import _GRID_KEEP, _offset_map, _pixel_grid
+
+    rng = np.random.default_rng(3)
+    field = cv2.GaussianBlur(rng.normal(size=(40, 30, 2)).astype(np.float32), (0, 0), 3) * 5
+    for size in ((60, 80), (61, 79), (30, 40), (200, 150)):
+        expected = resize_displacement(field, size).copy()
+        expected[..., 0] += np.arange(size[0], dtype=np.float32)[None, :]
+        expected[..., 1] += np.arange(size[1], dtype=np.float32)[:, None]
+        assert np.allclose(_offset_map(field, size), expected, atol=1e-4)
+    from portraitfx.effects.swap import effect as swap_effect
+
+    big = int(_GRID_KEEP**0.5) + 10  # too big to keep: built on its own
+    grid = _pixel_grid(big, big)
+    assert grid.shape == (big, big, 2) and grid[big - 1, big - 2, 0] == big - 2 and grid[7, 5, 1] == 7
+    assert swap_effect._grid.size < big * big * 2

@@ -58,3 +58,32 @@ def test_umeyama_exact_and_rejects_bad_shape():
     assert s == pytest.approx(2.5) and np.allclose(r, rot) and np.allclose(t, [3, -4])
     with pytest.raises(ValueError, match="478"):
         estimate_pose(np.zeros((68, 2)))
+
+
+def _umeyama_svd(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """Umeyama (1991) through the SVD, as a reference."""
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    a, b = src - mu_s, dst - mu_d
+    u, sig, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.ones(src.shape[1])
+    d[-1] = np.sign(np.linalg.det(u @ vt)) or 1.0
+    rot = u @ np.diag(d) @ vt
+    scale = float((sig * d).sum() / a.var(0).sum())
+    return scale, rot, mu_d - scale * rot @ mu_s
+
+
+def test_umeyama_plane_closed_form_matches_the_svd_solution():
+    """The 2-D shortcut gives the SVD answer, mirrored and noisy point sets included."""
+    rng = np.random.default_rng(2)
+    for i in range(40):
+        src = rng.normal(size=(30, 2)) * rng.uniform(0.1, 50)
+        ang, scale = rng.uniform(-3, 3), rng.uniform(0.2, 4)
+        rot = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+        dst = scale * src @ rot.T + rng.normal(size=2) * 10 + rng.normal(size=src.shape) * rng.uniform(0, 2)
+        if i % 4 == 0:
+            dst[:, 1] *= -1  # a mirrored set: the best proper rotation still
+        s, r, t = umeyama(src, dst)
+        s_ref, r_ref, t_ref = _umeyama_svd(src, dst)
+        assert s == pytest.approx(s_ref, rel=1e-9)
+        assert np.allclose(r, r_ref, atol=1e-9) and np.allclose(t, t_ref, atol=1e-7)
+        assert np.linalg.det(r) == pytest.approx(1.0)

@@ -337,6 +337,7 @@ def _measurement(scratch: dict[str, Any], count: int) -> _Measured:
 
 _grid_lock = threading.Lock()
 _grid = np.zeros((0, 0, 2), np.float32)
+_GRID_KEEP = 1600 * 1600  # regions up to this many pixels share the kept grid (<= 20 MB)
 
 
 def _pixel_grid(width: int, height: int) -> np.ndarray:
@@ -344,6 +345,11 @@ def _pixel_grid(width: int, height: int) -> np.ndarray:
     shared grid that only grows, so regions of changing size reuse it)."""
     global _grid
     grid = _grid
+    if height * width > _GRID_KEEP:  # a huge still: a grid of its own, not kept
+        grid = np.empty((height, width, 2), np.float32)
+        grid[..., 0] = np.arange(width, dtype=np.float32)[None, :]
+        grid[..., 1] = np.arange(height, dtype=np.float32)[:, None]
+        return grid
     if grid.shape[0] < height or grid.shape[1] < width:
         with _grid_lock:
             h, w = max(height, _grid.shape[0]), max(width, _grid.shape[1])
