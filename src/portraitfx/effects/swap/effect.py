@@ -281,7 +281,8 @@ class _Plan:
 
 @dataclass(eq=False)
 class _Local:
-    """What :meth:`SwapEffect._local_inputs` hands to :meth:`SwapEffect._local_blend`."""
+    """What :meth:`SwapEffect._local_inputs` hands to :meth:`SwapEffect._local_blend`
+    (``base``: the region before the target's kept parts were drawn into it)."""
 
     patch: np.ndarray
     base: np.ndarray
@@ -642,15 +643,11 @@ class SwapEffect:
         rx0, ry0, rx1, ry1 = plan.box
         rw, rh = rx1 - rx0, ry1 - ry0
         frame, zone, scratch, dst = plan.frame, plan.zone, plan.scratch, plan.dst
-        region = plan.region
         local = plan.local
         if local is None:  # a still, or a region cropped again on top of another face
-            local = self._local_inputs(
-                plan.src, region, plan.original, plan.local_t, plan.local_dst,
-                plan.tri, plan.vis, plan.iod, plan.occlusion,
-            )  # fmt: skip
+            local = self._local_inputs(plan)
         base = local.base.astype(np.float32)  # the region before the kept parts were drawn in
-        change = self._local_blend(region, local, plan.iod, scratch)
+        change = self._local_blend(plan, local)
         mouth, occluded = local.mouth, local.occluded
         # only the zone around the face may change (the blend's low bands reach a little outside)
         change = cv2.multiply(change, cv2.cvtColor(zone.view(np.uint8), cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
@@ -681,46 +678,16 @@ class SwapEffect:
             np.copyto(result, frame[ry0:ry1, rx0:rx1], where=core_occ[..., None])
         out[ry0:ry1, rx0:rx1] = result
 
-    def _swap_local(
-        self,
-        src: SourceFace,
-        region: np.ndarray,
-        original: np.ndarray,
-        t_lm: np.ndarray,
-        dst: np.ndarray,
-        tri: np.ndarray,
-        vis: np.ndarray,
-        iod: float,
-        scratch: dict[str, Any] | None,
-        occlusion: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Steps 3-6 in a region's own pixel frame (``occlusion``: the target's occluders there, if known).
+    def _local_inputs(self, plan: _Plan) -> _Local:
+        """Steps 3-4, in the region's own pixel frame: the source's texture on the new mesh,
+        the masks and the target's kept parts drawn into ``plan.region`` (in place).
 
-        Returns:
-            ``(change, mouth, occluded)``: float32 ``h x w x 3`` to add to ``region``,
-            and the mouth-interior and occluder masks.
+        A video runtime runs this with the geometry (:meth:`begin`) and :meth:`_local_blend`
+        with the pixels (:meth:`finish`), which evens out the two halves.
         """
-        local = self._local_inputs(src, region, original, t_lm, dst, tri, vis, iod, occlusion)
-        return self._local_blend(region, local, iod, scratch), local.mouth, local.occluded
-
-    def _local_inputs(
-        self,
-        src: SourceFace,
-        region: np.ndarray,
-        original: np.ndarray,
-        t_lm: np.ndarray,
-        dst: np.ndarray,
-        tri: np.ndarray,
-        vis: np.ndarray,
-        iod: float,
-        occlusion: np.ndarray | None = None,
-    ) -> _Local:
-        """Steps 3-4 of :meth:`_swap_local`: the source's texture on the new mesh, the masks
-        and the target's kept parts drawn into ``region`` (in place).
-
-        A video runtime runs this with the geometry (:meth:`begin`) and the rest with the
-        pixels (:meth:`finish`), which evens out the two halves.
-        """
+        src, region, original, iod, occlusion = plan.src, plan.region, plan.original, plan.iod, plan.occlusion
+        t_lm, dst, tri, vis = plan.local_t, plan.local_dst, plan.tri, plan.vis
+        assert region is not None and original is not None
         opt = self.options
         h, w = region.shape[:2]
         roi = (0, 0, w, h)
@@ -773,12 +740,12 @@ class SwapEffect:
             occluded=occluded, keep_target=keep_target, measure=skin & ~keep_target,
         )  # fmt: skip
 
-    def _local_blend(
-        self, region: np.ndarray, local: _Local, iod: float, scratch: dict[str, Any] | None
-    ) -> np.ndarray:
-        """Steps 5-6 of :meth:`_swap_local`: the colour transfer and the blend; the change
-        to add to ``region`` as it was before :meth:`_local_inputs` (float32)."""
+    def _local_blend(self, plan: _Plan, local: _Local) -> np.ndarray:
+        """Steps 5-6: the colour transfer and the blend; the change to add to the region as
+        it was before :meth:`_local_inputs` (float32)."""
         opt = self.options
+        region, iod, scratch = plan.region, plan.iod, plan.scratch
+        assert region is not None
         h, w = region.shape[:2]
         adapted, measure, patch = local.adapted, local.measure, local.patch
         # 5. colour; in video the transfer is smoothed over time so it does not pulse
@@ -883,10 +850,7 @@ class SwapEffect:
             job.plan = plan = self._plan(frame, face, scratch, job.factors)
             if plan is not None:
                 # the pixel work's inputs too: it evens out the two halves' time
-                plan.local = self._local_inputs(
-                    plan.src, plan.region, plan.original, plan.local_t, plan.local_dst,
-                    plan.tri, plan.vis, plan.iod, plan.occlusion,
-                )  # fmt: skip
+                plan.local = self._local_inputs(plan)
             jobs.append(job)
         return _Frame(frame, jobs, bool(chosen))
 
