@@ -1045,11 +1045,18 @@ def _rgb_to_i420(image: np.ndarray) -> np.ndarray:
         ycc, alpha=_LIMITED_CHROMA, beta=128.0 * (1.0 - _LIMITED_CHROMA)
     )  # ... to limited
     _, cr, cb = cv2.split(ycc)
-    flat = buf.reshape(-1)
-    n, q = h * w, (h // 2) * (w // 2)
-    flat[n : n + q] = cb.reshape(-1)
-    flat[n + q :] = cr.reshape(-1)
+    _, u, v = _i420_planes(buf, w, h)
+    u[:] = cb
+    v[:] = cr
     return buf
+
+
+def _i420_planes(data: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Views of the Y (``H x W``), U and V (``H/2 x W/2``) planes of an I420 buffer."""
+    flat = data.reshape(-1)
+    n, q = width * height, (width // 2) * (height // 2)
+    half = (height // 2, width // 2)
+    return data[:height], flat[n : n + q].reshape(half), flat[n + q :].reshape(half)
 
 
 def _i420_frame(data: np.ndarray, width: int, height: int) -> av.VideoFrame:
@@ -1062,14 +1069,7 @@ def _i420_frame(data: np.ndarray, width: int, height: int) -> av.VideoFrame:
     import av
 
     frame = av.VideoFrame(width, height, "yuv420p")
-    flat = data.reshape(-1)
-    n, q = width * height, (width // 2) * (height // 2)
-    sources = (
-        data[:height],
-        flat[n : n + q].reshape(height // 2, width // 2),
-        flat[n + q :].reshape(height // 2, width // 2),
-    )
-    for plane, src in zip(frame.planes, sources, strict=True):
+    for plane, src in zip(frame.planes, _i420_planes(data, width, height), strict=True):
         rows, cols = src.shape
         view = np.frombuffer(plane, np.uint8, count=rows * plane.line_size).reshape(rows, plane.line_size)
         np.copyto(view[:, :cols], src)

@@ -281,13 +281,7 @@ def _check_payload(payload: int | bytes | None) -> int:
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
     """Luminance (BT.601 weights) as float32."""
-    import cv2
-
-    if rgb.ndim == 2:
-        return rgb.astype(np.float32)
-    if rgb.shape[2] == 1:
-        return rgb[:, :, 0].astype(np.float32)
-    return cv2.cvtColor(np.ascontiguousarray(rgb[:, :, :3]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return _luma8(rgb).astype(np.float32)
 
 
 def _luma8(rgb: np.ndarray) -> np.ndarray:
@@ -427,11 +421,11 @@ def embed_watermark_i420(
     :func:`embed_watermark` gives its RGB picture, added to the Y plane only.
 
     Adding ``d`` to R, G and B adds ``d x 219/255`` to limited-range (BT.601) Y and
-    nothing to U and V, so marking Y is the same change at a third of the cost, with
-    no colour conversion for the mask (Y is the luminance).
+    nothing to U and V, so marking Y is the same change on one plane instead of three,
+    with no colour conversion for the mask (Y is the luminance).
 
     Args:
-        buffer: ``(H * 3/2) x W`` uint8 I420 (see :func:`portraitfx.io.video.rgb_to_i420`).
+        buffer: ``(H * 3/2) x W`` uint8 I420 (see :class:`portraitfx.io.video.I420Image`).
         payload, strength: as for :func:`embed_watermark`.
 
     Returns:
