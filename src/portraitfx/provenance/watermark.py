@@ -302,7 +302,8 @@ def _mask(luma: np.ndarray, scale: float, unit: float = 1.0) -> np.ndarray:
     gradients do not. ``luma`` is uint8; ``unit`` is its gray levels per 8-bit RGB
     level (219/255 for a video's limited-range Y plane). ``scale`` is image pixels
     per grid pixel (1 to 2). From 480 px on the short side the (smooth) energy map
-    is pooled at half resolution.
+    is pooled at half resolution and the mask comes back at that resolution
+    (``H//2 x W//2``; :func:`_scaled_mask` brings it to full size).
     """
     import cv2
 
@@ -310,21 +311,22 @@ def _mask(luma: np.ndarray, scale: float, unit: float = 1.0) -> np.ndarray:
     k1 = 2 * round(scale) + 1
     # the local mean in 8 bits (rounded): a quarter of the float filter's cost, and
     # half a gray level is nothing next to _TEXTURE_REF
-    high = cv2.subtract(luma, cv2.blur(luma, (k1, k1)), dtype=cv2.CV_32F)
-    energy = cv2.multiply(high, high)
+    mean = cv2.blur(luma, (k1, k1))
     pooled = min(height, width) >= 480
     if pooled:
-        energy = cv2.resize(energy, (width // 2, height // 2), interpolation=cv2.INTER_AREA)
+        from portraitfx.provenance import _kernels
+
+        energy = _kernels.pooled_energy(luma, mean)  # the squared detail, 2x2 block means
         scale /= 2
+    else:
+        high = cv2.subtract(luma, mean, dtype=cv2.CV_32F)
+        energy = cv2.multiply(high, high)
     k2 = 2 * round(3 * scale) + 1
     activity = cv2.sqrt(cv2.blur(energy, (k2, k2)))
     # local minimum: a strong edge must not raise the mark in the flat area beside it
     activity = cv2.erode(activity, np.ones((k2, k2), np.uint8))
     gain = np.float32((1.0 - _FLAT_GAIN) / (_TEXTURE_REF * unit))
-    mask = np.minimum(activity * gain + np.float32(_FLAT_GAIN), np.float32(1.0))
-    if pooled:
-        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
-    return mask
+    return np.minimum(activity * gain + np.float32(_FLAT_GAIN), np.float32(1.0))
 
 
 def _check_strength(strength: object) -> float:
@@ -342,22 +344,42 @@ def _warn_small(width: int, height: int) -> None:
     )
 
 
-def _delta(luma: np.ndarray, code: int, strength: float, unit: float = 1.0) -> np.ndarray:
-    """The change to add to ``luma`` (uint8, in its own gray levels; see :func:`_mask`), float32."""
+def _scaled_mask(
+    luma: np.ndarray, code: int, strength: float, unit: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """The mark's parts for ``luma``: ``(mask, pattern, factor)``; the change is
+    ``mask * pattern * factor`` with ``mask`` at full size or, when it is exactly half
+    the pattern's size, linearly upsampled (see :mod:`portraitfx.provenance._kernels`)."""
     import cv2
 
     height, width = luma.shape
     short = min(height, width)
     grid = _grid_for(short)
     pattern = _patterns.get(height, width, code)
-    delta = _mask(luma, short / grid, unit)
+    mask = _mask(luma, short / grid, unit)
     # The score grows with amplitude x grid size: big pictures keep the same
     # detection margin with a fainter mark.
     strength = strength * min(1.0, _FULL_STRENGTH_GRID / grid)
-    delta *= pattern
-    rms = cv2.norm(delta, cv2.NORM_L2) / math.sqrt(delta.size) * strength
-    delta *= np.float32(strength * unit * min(1.0, _RMS_CAP * strength / max(rms, 1e-12)))
-    return delta
+    if mask.shape == (height // 2, width // 2) and not (height % 2 or width % 2):
+        from portraitfx.provenance import _kernels
+
+        squares = _kernels.sum_squares_2x(mask, pattern)
+    else:
+        if mask.shape != pattern.shape:
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_LINEAR)
+        squares = cv2.norm(mask * pattern, cv2.NORM_L2SQR)
+    rms = math.sqrt(squares / pattern.size) * strength
+    return mask, pattern, strength * unit * min(1.0, _RMS_CAP * strength / max(rms, 1e-12))
+
+
+def _delta(luma: np.ndarray, code: int, strength: float, unit: float = 1.0) -> np.ndarray:
+    """The mark's change to ``luma``, in its gray levels (float32, full size)."""
+    mask, pattern, factor = _scaled_mask(luma, code, strength, unit)
+    if mask.shape != pattern.shape:
+        from portraitfx.provenance import _kernels
+
+        return _kernels.delta_2x(mask, pattern, factor)
+    return mask * pattern * np.float32(factor)
 
 
 def embed_watermark(
@@ -454,7 +476,13 @@ def embed_watermark_i420(
         _warn_small(width, height)
         return False
     y = buffer[:height]
-    cv2.add(y, _delta(y, code, strength, _Y_UNIT), dst=y, dtype=cv2.CV_8U)
+    mask, pattern, factor = _scaled_mask(y, code, strength, _Y_UNIT)
+    if mask.shape != pattern.shape:
+        from portraitfx.provenance import _kernels
+
+        _kernels.add_2x(y, mask, pattern, factor)  # upsampled, multiplied and added in one pass
+    else:
+        cv2.add(y, mask * pattern * np.float32(factor), dst=y, dtype=cv2.CV_8U)
     return True
 
 
