@@ -174,12 +174,18 @@ class VideoFrame:
         time: presentation time in seconds (``pts * time_base``; variable rates kept).
         pts: presentation timestamp in the stream's time base (``None`` if unknown).
         image: H×W×3 ``uint8`` RGB picture, upright (rotation applied), writable.
+        i420: the decoded picture ``image`` was converted from, when the reader was asked
+            for it (``keep_i420=True``) and it is already in the encoder's format
+            (8-bit 4:2:0, BT.601 limited range, upright, even size); else ``None``.
+            A stage that changes only part of ``image`` can hand the encoder this
+            picture with just that part converted (:meth:`I420Image.updated`).
     """
 
     index: int
     time: float
     pts: int | None
     image: np.ndarray
+    i420: I420Image | None = None
 
 
 def is_i420_buffer(data: object) -> bool:
@@ -244,6 +250,31 @@ class I420Image:
         import cv2
 
         return cv2.cvtColor(self.data, cv2.COLOR_YUV2RGB_I420)
+
+    def updated(self, image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]]) -> I420Image:
+        """A copy with the ``(x0, y0, x1, y1)`` boxes of RGB ``image`` (same size) converted in.
+
+        For a picture that differs from this one only inside ``boxes`` (an effect that
+        changed a face): the rest keeps its decoded values exactly, and only the boxes
+        (widened to even coordinates, for the chroma) are converted, not the whole frame.
+        """
+        width, height = self.size
+        if not isinstance(image, np.ndarray) or image.shape != (height, width, 3) or image.dtype != np.uint8:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ConfigError(f"I420Image.updated takes a {width}×{height} uint8 RGB picture, got {got}")
+        data = self.data.copy()
+        y, u, v = _i420_planes(data, width, height)
+        for box in boxes:
+            x0, y0 = max(int(box[0]), 0) & ~1, max(int(box[1]), 0) & ~1
+            x1, y1 = min(int(box[2]) + 1 & ~1, width), min(int(box[3]) + 1 & ~1, height)
+            if x1 <= x0 or y1 <= y0:
+                continue
+            part = _rgb_to_i420(np.ascontiguousarray(image[y0:y1, x0:x1]))
+            py, pu, pv = _i420_planes(part, x1 - x0, y1 - y0)
+            y[y0:y1, x0:x1] = py
+            u[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pu
+            v[y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = pv
+        return I420Image(data)
 
 
 @dataclass(frozen=True)
@@ -472,6 +503,24 @@ def probe_video(path: PathLike) -> VideoInfo:
 # --------------------------------------------------------------------------- reading
 
 
+#: Colour spaces that swscale (and so ``VideoFrame.image``) decodes as BT.601: unspecified,
+#: BT.470BG and SMPTE 170M; ranges: unspecified (limited) and limited.
+_BT601_SPACES = frozenset({2, 5, _AVCOL_SPC_SMPTE170M})
+_LIMITED_RANGES = frozenset({0, _AVCOL_RANGE_MPEG})
+
+
+def _is_encoder_format(frame: av.VideoFrame) -> bool:
+    """Whether a decoded frame is what :class:`VideoWriter` encodes (8-bit 4:2:0, BT.601
+    limited range, even size): its planes can then be encoded as they are."""
+    return (
+        frame.format.name == "yuv420p"
+        and frame.width % 2 == 0
+        and frame.height % 2 == 0
+        and int(frame.colorspace) in _BT601_SPACES
+        and int(frame.color_range) in _LIMITED_RANGES
+    )
+
+
 def _upright(image: np.ndarray, rotation: int) -> np.ndarray:
     """Rotate ``image`` clockwise by ``rotation`` degrees (a multiple of 90)."""
     if rotation == 0:
@@ -502,6 +551,8 @@ class VideoReader:
         end: stop before this time, in seconds.
         step: deliver every ``step``-th frame (others are still decoded).
         threads: decoder threads; 0 lets FFmpeg choose.
+        keep_i420: also deliver the decoded picture when it is in the encoder's own
+            format (:attr:`VideoFrame.i420`).
 
     Raises:
         InputNotFoundError: ``path`` does not exist.
@@ -527,6 +578,7 @@ class VideoReader:
         end: float | None = None,
         step: int = 1,
         threads: int = 0,
+        keep_i420: bool = False,
     ) -> None:
         if step < 1:
             raise ConfigError(f"step must be >= 1, got {step}")
@@ -545,6 +597,7 @@ class VideoReader:
             raise
         register_input(self.path)
         self._start, self._end, self._step = start, end, step
+        self._keep_i420 = bool(keep_i420)
         self._info: VideoInfo | None = None
         self._iterated = False
         self._generator: Iterator[VideoFrame] | None = None
@@ -656,9 +709,12 @@ class VideoReader:
             image = _upright(frame.to_ndarray(format="rgb24"), rotation)
             if not image.flags.writeable:
                 image = image.copy()
+            i420 = None
+            if self._keep_i420 and rotation % 360 == 0 and _is_encoder_format(frame):
+                i420 = I420Image(np.ascontiguousarray(frame.to_ndarray(format="yuv420p")))
             delivered += 1
             self.frames_read = delivered
-            return VideoFrame(index=index, time=t, pts=frame.pts, image=image)
+            return VideoFrame(index=index, time=t, pts=frame.pts, image=image, i420=i420)
 
         packets = container.demux(stream, *others)
         try:
@@ -1573,6 +1629,7 @@ def process_video(
     prefetch: int = 8,
     raise_on_truncated: bool = True,
     metadata: Mapping[str, str] | None = None,
+    keep_i420: bool = False,
 ) -> VideoProcessResult:
     """Apply ``fn`` to every frame of ``src`` and write the result to ``dst``.
 
@@ -1602,6 +1659,8 @@ def process_video(
             ``truncated=True`` instead.
         metadata: container tags to write (e.g. provenance from
             :func:`portraitfx.provenance.video_metadata`).
+        keep_i420: frames carry their decoded picture too (see :attr:`VideoFrame.i420`),
+            for stages that hand the encoder an :class:`I420Image`.
 
     Returns:
         A :class:`VideoProcessResult`.
@@ -1630,7 +1689,7 @@ def process_video(
     stages: list[Callable[[Any], Any]] = [lambda frame: (frame, steps[0](frame))]
     stages += [lambda pair, f=f: (pair[0], f(pair[1])) for f in steps[1:]]
     started = _time.perf_counter()
-    with VideoReader(src) as reader:
+    with VideoReader(src, keep_i420=keep_i420) as reader:
         info = reader.info
         if len(stages) > 1 and prefetch > 0 and info.width * info.height <= 1920 * 1088:
             # the stages keep both cores busy and the decoder runs ahead in its own thread:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,12 +132,26 @@ def mark_image(
     return embed_watermark(image, effect_code(effect), strength=strength)
 
 
-def mark_video_frame(image: np.ndarray, effect: str, *, strength: float = DEFAULT_STRENGTH) -> Any:
+def mark_video_frame(
+    image: np.ndarray,
+    effect: str,
+    *,
+    strength: float = DEFAULT_STRENGTH,
+    base: Any = None,
+    changed: Sequence[tuple[int, int, int, int]] | None = None,
+) -> Any:
     """:func:`mark_image` for a frame on its way to the video encoder.
 
     Returns an :class:`~portraitfx.io.video.I420Image` (what the encoder takes, so it
     does no colour conversion of its own) carrying the same mark on its Y plane, at
     about half the cost of marking RGB; frames of odd size come back as marked RGB.
+
+    Args:
+        base: the decoded picture ``image`` was made from (an ``I420Image``, e.g.
+            :attr:`VideoFrame.i420 <portraitfx.io.video.VideoFrame.i420>`), with
+            ``changed``, the ``(x0, y0, x1, y1)`` boxes outside of which ``image`` is
+            still that picture: only the boxes are converted (the rest keeps its
+            decoded values, with no colour round trip).
     """
     from portraitfx.io.video import I420Image
     from portraitfx.provenance.watermark import _check_image
@@ -145,7 +159,10 @@ def mark_video_frame(image: np.ndarray, effect: str, *, strength: float = DEFAUL
     arr = _check_image(image)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] % 2 or arr.shape[1] % 2:
         return mark_image(arr, effect, strength=strength)
-    frame = I420Image.from_rgb(arr)
+    if isinstance(base, I420Image) and changed is not None and base.size == (arr.shape[1], arr.shape[0]):
+        frame = base.updated(arr, changed)
+    else:
+        frame = I420Image.from_rgb(arr)
     embed_watermark_i420(frame.data, effect_code(effect), strength=strength)
     return frame
 

@@ -279,39 +279,45 @@ def _apply_video(
         def run_effect(item: tuple) -> tuple:
             frame, faces, extras = item
             if not prepare(frame, faces, extras):
-                return frame.image, False
+                return frame.image, False, None, None
             if split_mark:
-                return effect.apply(frame.image, faces, state, mark=False), True  # type: ignore[call-arg]
-            return effect.apply(frame.image, faces, state), False
+                return effect.apply(frame.image, faces, state, mark=False), True, None, None  # type: ignore[call-arg]
+            return effect.apply(frame.image, faces, state), False, None, None
 
         def mark(item: tuple) -> object:
-            image, unmarked = item
+            image, unmarked, base, changed = item
             if not unmarked:
                 return image
             from portraitfx.provenance import mark_video_frame
 
-            # converted for the encoder here, in this stage's thread, and marked on Y
-            return mark_video_frame(image, marker)
+            # converted for the encoder here, in this stage's thread (only the changed boxes,
+            # when the decoded picture is at hand), and marked on Y
+            return mark_video_frame(image, marker, base=base, changed=changed)
 
         stages = [lambda frame: count(faces_of(frame)), run_effect, mark]
-        if (
+        halves = (
             split_mark
             and callable(getattr(effect, "begin", None))
             and callable(getattr(effect, "finish", None))
-        ):
+        )
+        if halves:
             # the effect comes in two halves (e.g. a swap's geometry, then its pixels): each
             # gets its own stage, so the halves of consecutive frames run at once
+            reuse = "reuse_frame" in inspect.signature(effect.finish).parameters  # type: ignore[attr-defined]
+
             def begin(item: tuple) -> tuple:
                 frame, faces, extras = item
                 if not prepare(frame, faces, extras):
-                    return frame.image, None
-                return frame.image, effect.begin(frame.image, faces, state)  # type: ignore[attr-defined]
+                    return frame, None
+                return frame, effect.begin(frame.image, faces, state)  # type: ignore[attr-defined]
 
             def finish(item: tuple) -> tuple:
-                image, token = item
+                frame, token = item
                 if token is None:
-                    return image, False
-                return effect.finish(token)[0], True  # type: ignore[attr-defined]
+                    return frame.image, False, None, None
+                # (the decoded frame is not needed afterwards: drawn into, not copied)
+                out = effect.finish(token, reuse_frame=True) if reuse else effect.finish(token)  # type: ignore[attr-defined]
+                return out[0], True, frame.i420, getattr(token, "changed", None)
 
             stages = [lambda frame: count(faces_of(frame)), begin, finish, mark]
 
@@ -323,7 +329,9 @@ def _apply_video(
                 from portraitfx.provenance import video_metadata
 
                 metadata = video_metadata(marked)
-            result = process_video(src, tmp, stages, progress=progress, metadata=metadata)
+            result = process_video(
+                src, tmp, stages, progress=progress, metadata=metadata, keep_i420=bool(halves)
+            )
             if tpl is not None and result.frames != tpl.frames:
                 raise InputError(
                     f"'{src}' has {result.frames} frames but its template '{tpl.path}' {tpl.frames}; "

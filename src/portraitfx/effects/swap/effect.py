@@ -312,6 +312,7 @@ class _Frame:
     frame: np.ndarray
     jobs: list[_Job]
     chosen: bool
+    changed: list[tuple[int, int, int, int]] | None = None  # set by finish
 
 
 class _Measured:
@@ -854,13 +855,21 @@ class SwapEffect:
             jobs.append(job)
         return _Frame(frame, jobs, bool(chosen))
 
-    def finish(self, token: _Frame) -> tuple[np.ndarray, bool]:
+    def finish(self, token: _Frame, *, reuse_frame: bool = False) -> tuple[np.ndarray, bool]:
         """A video frame's second half (see :meth:`begin`): the swapped frame (unmarked) and
-        whether any face was chosen."""
-        out = token.frame.copy()
+        whether any face was chosen.
+
+        ``reuse_frame=True`` draws into the frame given to :meth:`begin` instead of a copy
+        of it (for a runtime with no further use for it). Afterwards ``token.changed``
+        holds the boxes ``(x0, y0, x1, y1)`` outside of which the result is the frame as
+        it was (``None`` when that is not known).
+        """
+        out = token.frame if reuse_frame else token.frame.copy()
         done: list[tuple[int, int, int, int]] = []
+        token.changed = done
         for job in token.jobs:
             if self._neural is not None:
+                token.changed = None
                 from .neural import swap_face_neural
 
                 out = swap_face_neural(
