@@ -51,6 +51,7 @@ ZONE = 0.25  # how far around the face outline (in eye distances) the swap may c
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
 NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
+SETTLED_AFTER = 4  # video: measurements after which a track's correction has settled (then half as often)
 CORRECTION_LAG = 6  # video: frames after its measurement a correction applies (see SwapEffect.begin)
 HOLD_FRAMES = 2  # video: frames a lost face is kept (no popping when the mesh misses a frame or two)
 TURN_SLACK = 2.0  # degrees of pose error the correction leaves alone (turning back costs identity)
@@ -80,7 +81,7 @@ class SwapOptions:
             iris first): gaze is kept, but so is some of the target's look.
         correct: measure the eyes' and mouth's openness and the head's pose on the
             result and correct the new mesh so they stay the target's (stills: up to
-            three passes; video: measured every CORRECT_EVERY frames).
+            three passes; video: measured every CORRECT_EVERY frames, half as often once settled).
         steady: video: how much the face's measured motion (optical flow) rather than
             each frame's mesh places the new face (0 = the mesh alone; the mesh still
             corrects the pose by ``1 - steady`` per frame and the expression at once).
@@ -331,6 +332,16 @@ class _Measured:
         # the timeout only guards against a stage that died
         self._ready.wait(timeout=60)
         return self._value
+
+
+def _measured_frame(count: int) -> bool:
+    """Whether a track's frame ``count`` is measured for the correction: every
+    ``CORRECT_EVERY``-th frame, every other one of those once it has settled (it is a
+    property of the source and target faces, not of the moment: a mesh a frame costs
+    ~10 ms, about 0.8 ms a frame at every 12th)."""
+    if count % CORRECT_EVERY:
+        return False
+    return count < SETTLED_AFTER * CORRECT_EVERY or count % (2 * CORRECT_EVERY) == 0
 
 
 def _measurement(scratch: dict[str, Any], count: int) -> _Measured:
@@ -847,7 +858,7 @@ class SwapEffect:
                 count = scratch.get("frames", 0)
                 scratch["frames"] = count + 1
                 job.factors = self._lagged_correction(scratch, count)
-                job.measure = count if count % CORRECT_EVERY == 0 else None
+                job.measure = count if _measured_frame(count) else None
             job.plan = plan = self._plan(frame, face, scratch, job.factors)
             if plan is not None:
                 # the pixel work's inputs too: it evens out the two halves' time
@@ -899,7 +910,7 @@ class SwapEffect:
         what was measured ``CORRECTION_LAG`` frames ago (when that frame was measured)."""
         factors = scratch.get("correction", NO_CORRECTION)
         measured = count - CORRECTION_LAG
-        if measured >= 0 and measured % CORRECT_EVERY == 0:
+        if measured >= 0 and _measured_frame(measured):
             new = _measurement(scratch, measured).get()
             scratch.get("measured", {}).pop(measured, None)
             if new is not None:
