@@ -49,6 +49,9 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
+SOURCE_DETAIL = (
+    1.75  # ... and at most this many times the source photo's eye distance (it has no more detail)
+)
 NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
 SETTLED_AFTER = 4  # video: measurements after which a track's correction has settled (then half as often)
@@ -388,14 +391,51 @@ def _offset_map(field: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.add(field, _pixel_grid(w, h))
 
 
+def _full_size_result(full: np.ndarray, change: np.ndarray, base: np.ndarray, soft: np.ndarray) -> np.ndarray:
+    """The swapped region at full size (uint8): ``full`` (the frame's deformed region) plus
+    ``change`` (working resolution), with the target's own fine detail taken out where the
+    source replaces it.
+
+    The change is brought to full size and added to the frame, so the frame's detail finer
+    than the working resolution stays: around the face that is what should happen, but
+    where the source replaces the face (the blend's mask ``soft``) it is the target's fine
+    features, which pull the identity back toward the target. There the frame's region is
+    mixed, by the mask, with its working-resolution version (``base``) brought to full size.
+    """
+    rh, rw = full.shape[:2]
+    sh, sw = soft.shape
+    change = cv2.resize(change, (rw, rh), interpolation=cv2.INTER_LINEAR)
+    result = cv2.add(full, change, dtype=cv2.CV_8U)
+    bx, by, bw, bh = cv2.boundingRect((soft > 0).astype(np.uint8))
+    if bw == 0 or bh == 0:
+        return result
+    # the box of the mask at full size (a pixel more around it for the resampling)
+    kx, ky = rw / sw, rh / sh
+    x0, y0 = max(int((bx - 1) * kx), 0), max(int((by - 1) * ky), 0)
+    x1, y1 = min(int(np.ceil((bx + bw + 1) * kx)), rw), min(int(np.ceil((by + bh + 1) * ky)), rh)
+    weight = cv2.resize(soft, (rw, rh), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    smooth_base = cv2.resize(base, (rw, rh), interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
+    mixed = cv2.blendLinear(
+        np.ascontiguousarray(full[y0:y1, x0:x1]).astype(np.float32),
+        np.ascontiguousarray(smooth_base),
+        np.ascontiguousarray(1.0 - weight),
+        np.ascontiguousarray(weight),
+    )
+    result[y0:y1, x0:x1] = cv2.add(mixed, change[y0:y1, x0:x1], dtype=cv2.CV_8U)
+    return result
+
+
 def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` made smaller, averaging its pixels (a bilinear resize would alias fine texture).
 
-    OpenCV's area average is slow for ratios that are not whole numbers; between 1/2 and 1
-    the image is first resized bilinearly to twice ``size`` (an enlargement: no aliasing),
-    then averaged 2:1 (within a grey level or two of the direct average, a third of the time).
+    OpenCV's area average is slow for ratios that are not whole numbers; below 1/2 the
+    image is first halved (2:1 averages are fast) until the ratio is between 1/2 and 1,
+    then resized bilinearly to twice ``size`` (an enlargement: no aliasing) and averaged
+    2:1 (within a grey level or two of the direct average, a third of the time).
     """
     w, h = size
+    while 2 * w < image.shape[1] and 2 * h < image.shape[0]:
+        image = cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2), interpolation=cv2.INTER_AREA)
     if 2 * w >= image.shape[1] and 2 * h >= image.shape[0]:
         image = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
@@ -589,9 +629,11 @@ class SwapEffect:
         rw, rh = rx1 - rx0, ry1 - ry0
         if rw < 16 or rh < 16:
             return None
-        # steps run at a working resolution capped at WORK_EYE_DISTANCE (the source photo
-        # rarely has more detail); the change they make is brought back to full size
-        k = min(1.0, WORK_EYE_DISTANCE / max(iod, 1e-6))
+        # steps run at a working resolution capped at WORK_EYE_DISTANCE and at what the
+        # source photo's own resolution can fill; the change they make is brought back to
+        # full size (with the target's finer detail taken out where the source replaces it)
+        work = min(WORK_EYE_DISTANCE, SOURCE_DETAIL * src.face.eye_distance)
+        k = min(1.0, work / max(iod, 1e-6))
         sw, sh = max(int(round(rw * k)), 8), max(int(round(rh * k)), 8)
         scale = np.array([sw / rw, sh / rh], np.float64)
         local_t = t_lm.astype(np.float64).copy()
@@ -659,7 +701,7 @@ class SwapEffect:
         if local is None:  # a still, or a region cropped again on top of another face
             local = self._local_inputs(plan)
         base = local.base.astype(np.float32)  # the region before the kept parts were drawn in
-        change = self._local_blend(plan, local)
+        change, soft = self._local_blend(plan, local)
         mouth, occluded = local.mouth, local.occluded
         # only the zone around the face may change (the blend's low bands reach a little outside)
         change = cv2.multiply(change, cv2.cvtColor(zone.view(np.uint8), cv2.COLOR_GRAY2RGB), dtype=cv2.CV_32F)
@@ -668,8 +710,9 @@ class SwapEffect:
             settled = self._persist(base + change, plan, scratch)
             change = cv2.subtract(settled, base)
         if change.shape[:2] != (rh, rw):
-            change = cv2.resize(change, (rw, rh), interpolation=cv2.INTER_LINEAR)
-        result = cv2.add(np.ascontiguousarray(plan.warped_full), change, dtype=cv2.CV_8U)
+            result = _full_size_result(np.ascontiguousarray(plan.warped_full), change, base, soft)
+        else:
+            result = cv2.add(np.ascontiguousarray(plan.warped_full), change, dtype=cv2.CV_8U)
         # full-size details that must stay sharp: the target's mouth interior (moved with the
         # lips) and whatever covers the face
         if mouth.any():
@@ -752,9 +795,10 @@ class SwapEffect:
             occluded=occluded, keep_target=keep_target, measure=skin & ~keep_target,
         )  # fmt: skip
 
-    def _local_blend(self, plan: _Plan, local: _Local) -> np.ndarray:
+    def _local_blend(self, plan: _Plan, local: _Local) -> tuple[np.ndarray, np.ndarray]:
         """Steps 5-6: the colour transfer and the blend; the change to add to the region as
-        it was before :meth:`_local_inputs` (float32)."""
+        it was before :meth:`_local_inputs` (float32) and the blend's mask (where the source
+        replaces the target; float32, 0..1)."""
         opt = self.options
         region, iod, scratch = plan.region, plan.iod, plan.scratch
         assert region is not None
@@ -787,7 +831,7 @@ class SwapEffect:
             ramp = max(0.4 * iod, 1.0)
             soft *= np.clip((brows + opt.forehead * iod + ramp - height) / ramp, 0.0, 1.0)
         blended = pyramid_blend(region, patch, soft)
-        return blended.astype(np.float32) - local.base.astype(np.float32)
+        return blended.astype(np.float32) - local.base.astype(np.float32), soft
 
     # -- Effect protocol --------------------------------------------------------------
     def apply(
