@@ -557,6 +557,26 @@ def occluders(image: np.ndarray, skin: np.ndarray, iod: float, threshold: float 
     return big[labels]
 
 
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def compose_without_detail(
+    full: np.ndarray, change: np.ndarray, smooth: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """``full + change - weight * (full - smooth)`` per pixel, rounded to uint8: a change
+    added to a picture whose own detail (``full`` minus its smooth version) is taken out
+    by ``weight`` (0..1). ``full``: ``h x w x 3`` uint8; ``change``, ``smooth``: float32
+    like it; ``weight``: ``h x w`` float32."""
+    h, w = full.shape[0], full.shape[1]
+    out = np.empty((h, w, 3), np.uint8)
+    for y in range(h):
+        for x in range(w):
+            a = weight[y, x]
+            for c in range(3):
+                f = np.float32(full[y, x, c])
+                v = f + change[y, x, c] - a * (f - smooth[y, x, c]) + np.float32(0.5)
+                out[y, x, c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
+    return out
+
+
 def pyramid_blend(
     background: np.ndarray, foreground: np.ndarray, mask: np.ndarray, levels: int = 5
 ) -> np.ndarray:
