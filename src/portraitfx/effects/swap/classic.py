@@ -561,20 +561,18 @@ def occluders(image: np.ndarray, skin: np.ndarray, iod: float, threshold: float 
 def compose_without_detail(
     full: np.ndarray, change: np.ndarray, smooth: np.ndarray, weight: np.ndarray
 ) -> np.ndarray:
-    """``full + change - weight * (full - smooth)`` per pixel, rounded to uint8: a change
+    """``full + change - weight * (full - smooth)`` per value, rounded to uint8: a change
     added to a picture whose own detail (``full`` minus its smooth version) is taken out
-    by ``weight`` (0..1). ``full``: ``h x w x 3`` uint8; ``change``, ``smooth``: float32
-    like it; ``weight``: ``h x w`` float32."""
-    h, w = full.shape[0], full.shape[1]
-    out = np.empty((h, w, 3), np.uint8)
-    for y in range(h):
-        for x in range(w):
-            a = weight[y, x]
-            for c in range(3):
-                f = np.float32(full[y, x, c])
-                v = f + change[y, x, c] - a * (f - smooth[y, x, c]) + np.float32(0.5)
-                out[y, x, c] = np.uint8(min(max(v, np.float32(0.0)), np.float32(255.0)))
-    return out
+    by ``weight`` (0..1). ``full``: ``h x w x 3`` uint8; the others float32 of the same
+    shape; all C-contiguous (one flat loop, which the compiler vectorises)."""
+    n = full.size
+    f_, c_, s_, w_ = full.reshape(n), change.reshape(n), smooth.reshape(n), weight.reshape(n)
+    out = np.empty(n, np.uint8)
+    lo, hi, half = np.float32(0.0), np.float32(255.0), np.float32(0.5)
+    for i in range(n):
+        f = np.float32(f_[i])
+        out[i] = np.uint8(min(max(f + c_[i] - w_[i] * (f - s_[i]) + half, lo), hi))
+    return out.reshape(full.shape)
 
 
 def pyramid_blend(

@@ -409,7 +409,7 @@ def _full_size_result(full: np.ndarray, change: np.ndarray, base: np.ndarray, so
         return cv2.add(full, change, dtype=cv2.CV_8U)
     weight = cv2.resize(soft, (rw, rh), interpolation=cv2.INTER_LINEAR)
     smooth_base = cv2.resize(base, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    return compose_without_detail(full, change, smooth_base, weight)
+    return compose_without_detail(full, change, smooth_base, cv2.merge([weight] * 3))
 
 
 def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
