@@ -31,6 +31,20 @@ def pooled_energy(luma: np.ndarray, mean: np.ndarray) -> np.ndarray:
     return out
 
 
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def gain_of_energy(energy: np.ndarray, gain: float, floor: float) -> np.ndarray:
+    """``min(sqrt(energy) * gain + floor, 1)``, float32, in one pass."""
+    h, w = energy.shape
+    out = np.empty((h, w), np.float32)
+    g, f, one = np.float32(gain), np.float32(floor), np.float32(1.0)
+    for i in range(h):
+        for j in range(w):
+            out[i, j] = min(
+                np.sqrt(max(energy[i, j], np.float32(0.0))) * g + f, one
+            )  # (a box sum may dip below 0)
+    return out
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _half_row(mask: np.ndarray, r: int, factor: np.float32, v: np.ndarray) -> None:
     """Output row ``r`` of ``mask`` upsampled 2x vertically, times ``factor``, into ``v[1:-1]``

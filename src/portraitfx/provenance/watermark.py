@@ -322,11 +322,13 @@ def _mask(luma: np.ndarray, scale: float, unit: float = 1.0) -> np.ndarray:
         high = cv2.subtract(luma, mean, dtype=cv2.CV_32F)
         energy = cv2.multiply(high, high)
     k2 = 2 * round(3 * scale) + 1
-    activity = cv2.sqrt(cv2.blur(energy, (k2, k2)))
     # local minimum: a strong edge must not raise the mark in the flat area beside it
-    activity = cv2.erode(activity, np.ones((k2, k2), np.uint8))
-    gain = np.float32((1.0 - _FLAT_GAIN) / (_TEXTURE_REF * unit))
-    return np.minimum(activity * gain + np.float32(_FLAT_GAIN), np.float32(1.0))
+    # (taken before the square root, which keeps the order of values)
+    energy = cv2.erode(cv2.blur(energy, (k2, k2)), np.ones((k2, k2), np.uint8))
+    gain = (1.0 - _FLAT_GAIN) / (_TEXTURE_REF * unit)
+    if pooled:
+        return _kernels.gain_of_energy(energy, gain, _FLAT_GAIN)
+    return np.minimum(cv2.sqrt(energy) * np.float32(gain) + np.float32(_FLAT_GAIN), np.float32(1.0))
 
 
 def _check_strength(strength: object) -> float:
