@@ -260,3 +260,45 @@ def test_remap_maps_from_the_coarse_field():
     grid = _pixel_grid(big, big)
     assert grid.shape == (big, big, 2) and grid[big - 1, big - 2, 0] == big - 2 and grid[7, 5, 1] == 7
     assert swap_effect._grid.size < big * big * 2
+
+
+def test_a_source_of_lower_resolution_than_the_target(swaps, images, embed_analyzer, data_dir):
+    """A target face bigger than the source photo's is swapped at the source's resolution
+    (1.75x its eye distance), the target's own finer detail taken out where the source
+    replaces it: identity still moves to the source, as at full resolution."""
+    import portraitfx.effects.swap.effect as swap_effect
+
+    effect = fx.create_effect("swap", source=data_dir / "biden.jpg", provenance=False)
+    for target in ("obama", "astronaut"):
+        big = cv2.resize(images[target], None, fx=1.6, fy=1.6, interpolation=cv2.INTER_CUBIC)
+        face = embed_analyzer.analyze(big)[0]
+        assert face.eye_distance > swap_effect.SOURCE_DETAIL * effect.sources[0].face.eye_distance
+        swapped = embed_analyzer.analyze(effect.apply(big, [face]))[0]
+        to_source = identity_distance(swapped.embedding, effect.identity)
+        assert to_source < identity_distance(face.embedding, effect.identity)
+        assert to_source < identity_distance(swapped.embedding, face.embedding)
+
+
+def test_compose_downscale_and_measurement_schedule():
+    from portraitfx.effects.swap.classic import compose_without_detail
+    from portraitfx.effects.swap.effect import CORRECT_EVERY, SETTLED_AFTER, _downscale, _measured_frame
+
+    rng = np.random.default_rng(5)
+    full = rng.integers(0, 256, (31, 17, 3), dtype=np.uint8)
+    change, smooth = (rng.normal(0, 40, full.shape).astype(np.float32) for _ in range(2))
+    weight = rng.random(full.shape).astype(np.float32)
+    f = full.astype(np.float64)
+    expected = np.clip(np.floor(f + change - weight * (f - smooth) + 0.5), 0, 255)
+    assert np.abs(compose_without_detail(full, change, smooth, weight) - expected).max() <= 1
+    # the downscale: any ratio, odd sizes too, close to a plain area average
+    from skimage import data
+
+    img = cv2.resize(data.astronaut(), (487, 455), interpolation=cv2.INTER_AREA)  # (odd width)
+    for size in ((175, 186), (300, 280), (60, 51)):
+        small = _downscale(img, size)
+        area = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+        assert small.shape == area.shape and np.abs(small.astype(int) - area).mean() < 2.0
+    measured = [c for c in range(10 * CORRECT_EVERY) if _measured_frame(c)]
+    settled = SETTLED_AFTER * CORRECT_EVERY
+    assert [c for c in measured if c < settled] == list(range(0, settled, CORRECT_EVERY))
+    assert all(c % (2 * CORRECT_EVERY) == 0 for c in measured if c >= settled)

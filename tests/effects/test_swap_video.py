@@ -153,9 +153,21 @@ def test_the_two_halves_overlapping_in_threads_give_what_apply_gives(astronaut, 
     def begin(item):
         frame, faces, extras = item
         with_arrays(state, faces, extras)
-        return effect.begin(frame, faces, state)
+        return frame, effect.begin(frame.copy(), faces, state)
 
-    staged = list(run_stages(iter(analysed), [begin, lambda token: effect.finish(token)[0]], depth=3))
+    def finish(item):
+        # as the video runtime does: drawn into the (copied) decoded frame, which changes
+        # only inside the boxes the token reports
+        frame, token = item
+        out = effect.finish(token, reuse_frame=True)[0]
+        assert out is token.frame and token.changed
+        outside = np.ones(frame.shape[:2], bool)
+        for x0, y0, x1, y1 in token.changed:
+            outside[y0:y1, x0:x1] = False
+        assert np.array_equal(out[outside], frame[outside])
+        return out
+
+    staged = list(run_stages(iter(analysed), [begin, finish], depth=3))
     assert len(staged) == n
     corrections = [sc.get("correction") for sc in plain_state.tracks.values()]
     assert any(c is not None for c in corrections), "a correction was applied within the clip"

@@ -638,3 +638,45 @@ def test_i420_image_checks_and_round_trip(frames):
         I420Image(np.zeros((9, 7), np.uint8))
     with pytest.raises(ConfigError, match="I420 frame"):
         I420Image(np.zeros((10, 8), np.uint8))  # rows not a multiple of 3
+
+
+def test_updated_i420_converts_only_the_boxes(frames):
+    """A picture changed inside a few boxes: only they are converted (widened to even
+    coordinates for the chroma), everything else keeps the decoded values exactly."""
+    from portraitfx.io.video import I420Image, _i420_planes
+
+    base = I420Image.from_rgb(frames[0])
+    w, h = base.size
+    changed = frames[0].copy()
+    changed[11:40, 21:51] = (250, 10, 10)
+    out = base.updated(changed, [(21, 11, 51, 40), (0, 0, 0, 5)])  # (an empty box is skipped)
+    full = I420Image.from_rgb(changed)
+    y, u, v = _i420_planes(out.data, w, h)
+    fy, fu, fv = _i420_planes(full.data, w, h)
+    by, bu, bv = _i420_planes(base.data, w, h)
+    assert np.array_equal(y[10:40, 20:52], fy[10:40, 20:52])  # the box, widened to even coordinates
+    assert np.array_equal(u[5:20, 10:26], fu[5:20, 10:26]) and np.array_equal(v[5:20, 10:26], fv[5:20, 10:26])
+    outside = np.ones((h, w), bool)
+    outside[10:40, 20:52] = False
+    assert np.array_equal(y[outside], by[outside])
+    assert np.array_equal(u[outside[::2, ::2]], bu[outside[::2, ::2]])
+    assert np.array_equal(v[outside[::2, ::2]], bv[outside[::2, ::2]])
+    assert base.data is not out.data and np.array_equal(base.data, I420Image.from_rgb(frames[0]).data)
+    with pytest.raises(ConfigError, match="updated takes"):
+        base.updated(changed[:-2], [(0, 0, 4, 4)])
+
+
+def test_reader_keeps_the_decoded_picture_when_asked(tmp_path, frames):
+    """keep_i420: the frame's own planes come along (the same picture as the RGB image);
+    a stream in another format (4:4:4 here) or an unasked reader gives None."""
+    clipmaker.make_clip(tmp_path / "a.mp4", frames[:3], fps=FPS)
+    with VideoReader(tmp_path / "a.mp4", keep_i420=True) as reader:
+        got = list(reader)
+    assert all(f.i420 is not None for f in got)
+    assert psnr(got[0].i420.to_rgb(), got[0].image) > 40
+    assert all(f.i420 is None for f in read_all(tmp_path / "a.mp4"))
+    with VideoWriter(tmp_path / "b.mp4", fps=12, pix_fmt="yuv444p") as w:
+        for f in frames[:2]:
+            w.write(f)
+    with VideoReader(tmp_path / "b.mp4", keep_i420=True) as reader:
+        assert all(f.i420 is None for f in reader)

@@ -154,6 +154,26 @@ def test_video_frames_marked_on_the_luma_plane():
     for attacked in (seen, jpeg(resize(seen), 80)):
         result = detect_watermark(attacked)
         assert result.found and result.payload == SWAP
+    # from the decoded picture with the changed boxes converted in: the same mark, and
+    # outside the boxes the chroma is the decoded picture's own
+    changed = frame.copy()
+    changed[100:300, 200:500] //= 2
+    part = mark_video_frame(changed, "swap", base=plain, changed=[(200, 100, 500, 300)])
+    from portraitfx.io.video import _i420_planes
+
+    _, u, v = _i420_planes(part.data, 1280, 720)
+    _, u0, v0 = _i420_planes(plain.data, 1280, 720)
+    _, u1, v1 = _i420_planes(I420Image.from_rgb(changed).data, 1280, 720)
+    inside = np.zeros((360, 640), bool)
+    inside[50:150, 100:250] = True
+    assert isinstance(part, I420Image)
+    assert np.array_equal(u[~inside], u0[~inside]) and np.array_equal(v[~inside], v0[~inside])
+    assert np.array_equal(u[inside], u1[inside]) and np.array_equal(v[inside], v1[inside])
+    keep = np.ones((720, 1280), bool)
+    keep[100:300, 200:500] = False
+    marked_here = part.y.astype(np.float64)[keep] - plain.y[keep]
+    assert np.corrcoef(marked_here, change_y[keep])[0, 1] > 0.9
+    assert detect_watermark(part.to_rgb()).found
     # odd sizes stay RGB (marked); tiny frames are left alone and said so; bad buffers refused
     odd = mark_video_frame(frame[:301, :401], "swap")
     assert isinstance(odd, np.ndarray) and detect_watermark(odd).found
