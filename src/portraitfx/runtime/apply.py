@@ -320,6 +320,8 @@ def _apply_video(
                 return out[0], True, frame.i420, getattr(token, "changed", None)
 
             stages = [lambda frame: count(faces_of(frame)), begin, finish, mark]
+            if tpl is not None:  # reading a template's faces is no work: no thread of its own
+                stages = [lambda frame: begin(count(faces_of(frame))), finish, mark]
 
         # into a temporary file first: a video with no face must not replace an existing output
         with atomic_output(dst, inputs=(src,)) as tmp:

@@ -50,9 +50,7 @@ __all__ = ["SourceFace", "SwapEffect", "SwapOptions", "load_sources"]
 Select = Literal["all", "largest"]
 ZONE = 0.25  # how far around the face outline (in eye distances) the swap may change pixels
 WORK_EYE_DISTANCE = 90.0  # swaps are computed with the eyes at most this far apart (pixels)
-SOURCE_DETAIL = (
-    1.75  # ... and at most this many times the source photo's eye distance (it has no more detail)
-)
+SOURCE_DETAIL = 1.75  # ... and at most this times the source photo's (it has no more detail)
 NO_CORRECTION = (1.0, 1.0, 1.0, 0.0, 0.0)  # openness factors (left eye, right eye, mouth), turn (yaw, pitch)
 CORRECT_EVERY = 12  # video: frames between two measurements of the eye and mouth openness of the result
 SETTLED_AFTER = 4  # video: measurements after which a track's correction has settled (then half as often)
