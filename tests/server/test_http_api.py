@@ -660,18 +660,25 @@ def test_load_200_requests_at_concurrency_8(make_client, small_face_png, slow_ef
         lock = threading.Lock()
 
         def worker(i: int) -> None:
+            # as a client should: a 429 (queue full) is retried after a short pause; how
+            # many are refused first depends on the machine's speed, but all get served
             for _ in range(25):
-                r = http.post(f"/v1/effects/{slow_effect}", files={"image": ("a.png", small_face_png)})
-                if r.status_code == 200:
-                    assert load_image(io.BytesIO(r.content).getvalue()).shape == (160, 128, 3)
-                with lock:
-                    codes.append(r.status_code)
+                for _attempt in range(200):
+                    r = http.post(f"/v1/effects/{slow_effect}", files={"image": ("a.png", small_face_png)})
+                    with lock:
+                        codes.append(r.status_code)
+                    if r.status_code != 429:
+                        break
+                    assert r.headers.get("Retry-After")
+                    time.sleep(0.01)
+                assert r.status_code == 200, r.status_code
+                assert load_image(io.BytesIO(r.content).getvalue()).shape == (160, 128, 3)
 
         t0 = time.monotonic()
         run_threads(worker, 8)
         seconds = time.monotonic() - t0
-        assert len(codes) == 200 and set(codes) <= {200, 429}, sorted(set(codes))
-        assert codes.count(200) >= 100, f"{codes.count(429)} of 200 refused"
+        assert set(codes) <= {200, 429}, sorted(set(codes))
+        assert codes.count(200) == 200, f"{codes.count(200)} of 200 served"
         assert http.get("/healthz").status_code == 200
         growth = _rss_mb() - rss0
         assert growth < 200, f"memory grew by {growth:.0f} MB"
