@@ -364,6 +364,7 @@ class Template:
         self.path = path
         self.meta = meta
         self._handle = handle
+        self._slices: dict[str, Any] = {}
         self._offsets = tensors["frame_offsets"]
         self.frame_times = tensors["frame_time"]
         self._landmarks = tensors["landmarks"]
@@ -526,13 +527,17 @@ class Template:
                 continue
             a, b = int(offset[r]), int(offset[r + 1])
             with self._lock:
-                flat = self._handle.get_slice(f"extra/{key}/data")[a:b]
-            out[key] = np.array(flat).reshape(tuple(int(s) for s in shape[r, :nd]))
+                part = self._slices.get(key)
+                if part is None:  # (one slice object per array, not one per frame)
+                    part = self._slices[key] = self._handle.get_slice(f"extra/{key}/data")
+                flat = part[a:b]
+            out[key] = np.asarray(flat).reshape(tuple(int(s) for s in shape[r, :nd]))
         return out
 
     def close(self) -> None:
         """Release the file (extras cannot be read afterwards)."""
         self._handle = None
+        self._slices = {}
 
 
 def _validate(meta: dict[str, Any], t: dict[str, np.ndarray], names: set[str]) -> None:
