@@ -302,3 +302,32 @@ def test_compose_downscale_and_measurement_schedule():
     settled = SETTLED_AFTER * CORRECT_EVERY
     assert [c for c in measured if c < settled] == list(range(0, settled, CORRECT_EVERY))
     assert all(c % (2 * CORRECT_EVERY) == 0 for c in measured if c >= settled)
+
+
+def test_steady_landmarks_kernel_matches_its_formula():
+    """The compiled steadying step equals the array formula it replaced."""
+    from portraitfx.effects.swap.classic import STABLE_POINTS, steady_landmarks
+    from portraitfx.face.pose import umeyama
+
+    rng = np.random.default_rng(1)
+    det = rng.normal(300, 50, (478, 3))
+    last = det + rng.normal(0, 2, (478, 3))
+    c, s_ = 1.01 * np.cos(0.03), 1.01 * np.sin(0.03)
+    motion = np.array([[c, -s_, 3.0], [s_, c, -2.0]])
+    follow, pull = 0.5, 0.15
+    predicted = last.copy()
+    predicted[:, :2] = last[:, :2] @ motion[:, :2].T + motion[:, 2]
+    predicted[:, 2] *= np.sqrt(abs(np.linalg.det(motion[:, :2])))
+    s, r, t = umeyama(det[STABLE_POINTS, :2], predicted[STABLE_POINTS, :2])
+    shaped = det.copy()
+    shaped[:, :2] = s * det[:, :2] @ r.T + t
+    shaped[:, 2] *= s
+    want = predicted + follow * (shaped - predicted)
+    inv_r = r.T / s
+    m = np.eye(2) + pull * (inv_r - np.eye(2))
+    centre = want[:468, :2].mean(0)
+    goal = (centre - t) @ inv_r.T
+    want[:, :2] = (want[:, :2] - centre) @ m.T + centre + pull * (goal - centre)
+    want[:, 2] *= 1.0 + pull * (1.0 / s - 1.0)
+    got = steady_landmarks(det, last, motion, np.asarray(STABLE_POINTS, np.int64), follow, pull)
+    assert np.abs(got - want).max() < 1e-9

@@ -41,6 +41,7 @@ __all__ = [
     "shape_adapted_mesh",
     "shrink",
     "skin_occlusion",
+    "steady_landmarks",
     "subsample",
     "to_lab",
     "transfer_colour",
@@ -573,6 +574,75 @@ def compose_without_detail(
         f = np.float32(f_[i])
         out[i] = np.uint8(min(max(f + c_[i] - w_[i] * (f - s_[i]) + half, lo), hi))
     return out.reshape(full.shape)
+
+
+@nb.njit(cache=True, nogil=True)
+def steady_landmarks(
+    detected: np.ndarray, last: np.ndarray, motion: np.ndarray, stable: np.ndarray, follow: float, pull: float
+) -> np.ndarray:
+    """Last frame's landmarks moved by the face's ``motion`` (2x3 similarity), taking
+    ``follow`` of the detected mesh's expression (its shape in the predicted pose) and
+    ``pull`` of its pose (see ``SwapEffect._steady``). All ``(N, 3)`` float64."""
+    n = detected.shape[0]
+    a, b, tx = motion[0, 0], motion[0, 1], motion[0, 2]
+    c, d, ty = motion[1, 0], motion[1, 1], motion[1, 2]
+    scale = np.sqrt(abs(a * d - b * c))
+    predicted = np.empty((n, 3))
+    for i in range(n):
+        x, y = last[i, 0], last[i, 1]
+        predicted[i, 0] = a * x + b * y + tx
+        predicted[i, 1] = c * x + d * y + ty
+        predicted[i, 2] = last[i, 2] * scale
+    # the detected shape in the predicted pose: a 2-D least-squares similarity (closed form)
+    k = stable.shape[0]
+    msx = msy = mdx = mdy = 0.0
+    for j in range(k):
+        i = stable[j]
+        msx += detected[i, 0]
+        msy += detected[i, 1]
+        mdx += predicted[i, 0]
+        mdy += predicted[i, 1]
+    msx, msy, mdx, mdy = msx / k, msy / k, mdx / k, mdy / k
+    dot = cross = norm = 0.0
+    for j in range(k):
+        i = stable[j]
+        ax, ay = detected[i, 0] - msx, detected[i, 1] - msy
+        bx, by = predicted[i, 0] - mdx, predicted[i, 1] - mdy
+        dot += ax * bx + ay * by
+        cross += ax * by - ay * bx
+        norm += ax * ax + ay * ay
+    length = np.hypot(dot, cross)
+    cs, sn = (dot / length, cross / length) if length > 0 else (1.0, 0.0)
+    s = length / norm if norm > 0 else 1.0
+    t0 = mdx - s * (cs * msx - sn * msy)
+    t1 = mdy - s * (sn * msx + cs * msy)
+    steady = np.empty((n, 3))
+    for i in range(n):
+        x, y = detected[i, 0], detected[i, 1]
+        sx = s * (cs * x - sn * y) + t0
+        sy = s * (sn * x + cs * y) + t1
+        steady[i, 0] = predicted[i, 0] + follow * (sx - predicted[i, 0])
+        steady[i, 1] = predicted[i, 1] + follow * (sy - predicted[i, 1])
+        steady[i, 2] = predicted[i, 2] + follow * (detected[i, 2] * s - predicted[i, 2])
+    # the pose drifts toward the detected one: part of the inverse similarity
+    i00, i01, i10, i11 = cs / s, sn / s, -sn / s, cs / s  # inv_r = R.T / s
+    m00, m01 = 1.0 + pull * (i00 - 1.0), pull * i01
+    m10, m11 = pull * i10, 1.0 + pull * (i11 - 1.0)
+    cx = cy = 0.0
+    for i in range(min(468, n)):
+        cx += steady[i, 0]
+        cy += steady[i, 1]
+    cx, cy = cx / min(468, n), cy / min(468, n)
+    gx = (cx - t0) * i00 + (cy - t1) * i01
+    gy = (cx - t0) * i10 + (cy - t1) * i11
+    ox, oy = cx + pull * (gx - cx), cy + pull * (gy - cy)
+    z = 1.0 + pull * (1.0 / s - 1.0)
+    for i in range(n):
+        x, y = steady[i, 0] - cx, steady[i, 1] - cy
+        steady[i, 0] = m00 * x + m01 * y + ox
+        steady[i, 1] = m10 * x + m11 * y + oy
+        steady[i, 2] *= z
+    return steady
 
 
 def pyramid_blend(

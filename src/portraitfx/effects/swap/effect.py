@@ -22,7 +22,6 @@ from portraitfx.effects.stylize.guides import smooth
 from portraitfx.errors import ConfigError, InputError
 from portraitfx.face import topology as T
 from portraitfx.face.mesh import mesh_bbox
-from portraitfx.face.pose import umeyama
 from portraitfx.face.regions import _up_vector, polygon_mask, region_mask, region_polygons
 from portraitfx.face.types import Detection, Face
 
@@ -38,6 +37,7 @@ from .classic import (
     occluders,
     pyramid_blend,
     shrink,
+    steady_landmarks,
     subsample,
     to_lab,
     transfer_colour,
@@ -334,6 +334,9 @@ class _Measured:
         # the timeout only guards against a stage that died
         self._ready.wait(timeout=60)
         return self._value
+
+
+_STABLE = np.ascontiguousarray(STABLE_POINTS, np.int64)
 
 
 def _measured_frame(count: int) -> bool:
@@ -1017,25 +1020,11 @@ class SwapEffect:
             scratch["steady"] = detected
             scratch["last_face"] = face
             return face
-        motion = np.asarray(motion, np.float64).reshape(2, 3)
-        scale = float(np.sqrt(abs(np.linalg.det(motion[:, :2]))))
-        predicted = last.copy()
-        predicted[:, :2] = last[:, :2] @ motion[:, :2].T + motion[:, 2]
-        predicted[:, 2] *= scale
-        # the detected shape in the predicted pose: expression follows it closely
-        s, r, t = umeyama(detected[STABLE_POINTS, :2], predicted[STABLE_POINTS, :2])
-        shaped = detected.copy()
-        shaped[:, :2] = s * detected[:, :2] @ r.T + t
-        shaped[:, 2] *= s
-        steady = predicted + FOLLOW_EXPRESSION * (shaped - predicted)
-        # and the pose drifts toward the detected one: part of the inverse similarity
-        inv_r = r.T / s
-        pull = 1.0 - self.options.steady
-        m = np.eye(2) + pull * (inv_r - np.eye(2))
-        centre = steady[:468, :2].mean(0)
-        target_centre = (centre - t) @ inv_r.T
-        steady[:, :2] = (steady[:, :2] - centre) @ m.T + centre + pull * (target_centre - centre)
-        steady[:, 2] *= 1.0 + pull * (1.0 / s - 1.0)
+        # (compiled: ~40 small array operations, which held the GIL for 0.4 ms a frame)
+        steady = steady_landmarks(
+            detected, last, np.asarray(motion, np.float64).reshape(2, 3), _STABLE,
+            FOLLOW_EXPRESSION, 1.0 - self.options.steady,
+        )  # fmt: skip
         scratch["steady"] = steady
         lm = steady.astype(np.float32)
         face = face.copy(landmarks=lm, bbox=mesh_bbox(lm))
