@@ -192,6 +192,69 @@ _OPENING_ROWS = {
     for i, lids in _OPENINGS.items()
 }
 
+# the same, flat for the compiled feature step: group g is _GROUP_IDX[_GROUP_STARTS[g]:_GROUP_STARTS[g + 1]];
+# its opening rows (positions in the group) _OPEN_IDX[_OPEN_STARTS[g]:_OPEN_STARTS[g + 1]], corners _OPEN_A/_OPEN_B
+_GROUP_IDX = np.concatenate(_GROUPS).astype(np.int64)
+_GROUP_STARTS = np.cumsum([0] + [len(g) for g in _GROUPS]).astype(np.int64)
+_OPEN_IDX = np.concatenate(
+    [_OPENING_ROWS[i][0] if i in _OPENING_ROWS else np.zeros(0, np.intp) for i in range(len(_GROUPS))]
+).astype(np.int64)
+_OPEN_STARTS = np.cumsum(
+    [0] + [len(_OPENING_ROWS[i][0]) if i in _OPENING_ROWS else 0 for i in range(len(_GROUPS))]
+).astype(np.int64)
+_OPEN_A = np.array([_OPENING_ROWS[i][1] if i in _OPENING_ROWS else -1 for i in range(len(_GROUPS))], np.int64)
+_OPEN_B = np.array([_OPENING_ROWS[i][2] if i in _OPENING_ROWS else -1 for i in range(len(_GROUPS))], np.int64)
+
+
+@nb.njit(cache=True, nogil=True)
+def _moved_features(
+    t: np.ndarray,
+    s: np.ndarray,
+    idx: np.ndarray,
+    starts: np.ndarray,
+    features: float,
+    open_idx: np.ndarray,
+    open_starts: np.ndarray,
+    open_a: np.ndarray,
+    open_b: np.ndarray,
+    factor: np.ndarray,
+) -> np.ndarray:
+    """Each feature group of ``t`` moved to the place and size of the same group of ``s``
+    (by ``features``), keeping its own shape; openings scaled by ``factor`` across the
+    line between their corners. ``(len(idx), 2)`` float64, in ``idx`` order."""
+    out = np.empty((idx.shape[0], 2))
+    for g in range(starts.shape[0] - 1):
+        lo, hi = starts[g], starts[g + 1]
+        n = hi - lo
+        ctx = cty = csx = csy = 0.0
+        for j in range(lo, hi):
+            ctx += t[idx[j], 0]
+            cty += t[idx[j], 1]
+            csx += s[idx[j], 0]
+            csy += s[idx[j], 1]
+        ctx, cty, csx, csy = ctx / n, cty / n, csx / n, csy / n
+        vt = vs = 0.0
+        for j in range(lo, hi):
+            vt += (t[idx[j], 0] - ctx) ** 2 + (t[idx[j], 1] - cty) ** 2
+            vs += (s[idx[j], 0] - csx) ** 2 + (s[idx[j], 1] - csy) ** 2
+        st = np.sqrt(vt / n) + 1e-6
+        ss = np.sqrt(vs / n) + 1e-6
+        k = (ss / st) ** features
+        for j in range(lo, hi):
+            out[j, 0] = (t[idx[j], 0] - ctx) * k + ctx + features * (csx - ctx)
+            out[j, 1] = (t[idx[j], 1] - cty) * k + cty + features * (csy - cty)
+        if open_a[g] >= 0 and factor[g] != 1.0:
+            ax, ay = out[lo + open_a[g], 0], out[lo + open_a[g], 1]
+            dx, dy = out[lo + open_b[g], 0] - ax, out[lo + open_b[g], 1] - ay
+            length = max(np.hypot(dx, dy), 1e-9)
+            nx, ny = -dy / length, dx / length
+            for q in range(open_starts[g], open_starts[g + 1]):
+                r = lo + open_idx[q]
+                offset = (out[r, 0] - ax) * nx + (out[r, 1] - ay) * ny
+                out[r, 0] += (factor[g] - 1.0) * offset * nx
+                out[r, 1] += (factor[g] - 1.0) * offset * ny
+    return out
+
 
 def identity_mesh(
     target: np.ndarray,
@@ -225,26 +288,16 @@ def identity_mesh(
     aligned = align_mesh(source, target)
     s = aligned.astype(np.float64)
     outline = shape_adapted_mesh(target, source, shape, aligned).astype(np.float64)
-    old, new = [t[_OVAL]], [outline[_OVAL]]
-    for i, g in enumerate(_GROUPS):
-        tg, sg = t[g], s[g]
-        ct, cs = tg.mean(0), sg.mean(0)
-        dt, ds = tg - ct, sg - cs
-        st = np.sqrt(np.vdot(dt, dt) / len(g)) + 1e-6
-        ss = np.sqrt(np.vdot(ds, ds) / len(g)) + 1e-6
-        k = (ss / st) ** features
-        moved = dt * k + ct + features * (cs - ct)
-        if openness is not None and i in _OPENING_ROWS:
-            rows, ia, ib = _OPENING_ROWS[i]
-            f = float(openness[_OPENINGS_ORDER.index(i)])
-            a, b = moved[ia], moved[ib]
-            axis = (b - a) / max(float(np.linalg.norm(b - a)), 1e-9)
-            normal = np.array([-axis[1], axis[0]])
-            offset = (moved[rows] - a) @ normal
-            moved[rows] += (f - 1.0) * offset[:, None] * normal
-        old.append(tg)
-        new.append(moved)
-    src_pts, dst_pts = np.concatenate(old), np.concatenate(new)
+    factor = np.ones(len(_GROUPS))
+    if openness is not None:
+        for i in _OPENING_ROWS:
+            factor[i] = float(openness[_OPENINGS_ORDER.index(i)])
+    moved = _moved_features(
+        np.ascontiguousarray(t), np.ascontiguousarray(s), _GROUP_IDX, _GROUP_STARTS, float(features),
+        _OPEN_IDX, _OPEN_STARTS, _OPEN_A, _OPEN_B, factor,
+    )  # fmt: skip
+    src_pts = np.concatenate([t[_OVAL], t[_GROUP_IDX]])
+    dst_pts = np.concatenate([outline[_OVAL], moved])
     out = mls_deform(t, src_pts, dst_pts)
     return out.astype(np.float32)
 
