@@ -262,7 +262,7 @@ def test_remap_maps_from_the_coarse_field():
     assert swap_effect._grid.size < big * big * 2
 
 
-def test_a_source_of_lower_resolution_than_the_target(swaps, images, embed_analyzer, data_dir):
+def test_a_source_of_lower_resolution_than_the_target(images, embed_analyzer, data_dir):
     """A target face bigger than the source photo's is swapped at the source's resolution
     (1.75x its eye distance), the target's own finer detail taken out where the source
     replaces it: identity still moves to the source, as at full resolution."""

@@ -118,6 +118,9 @@ _SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
 # What the writer encodes and tags: BT.601 matrix (limited range unless a yuvj* format),
 # BT.709 primaries and transfer (as sRGB pictures have).
 _AVCOL_SPC_SMPTE170M = 6
+_AVCOL_SPC_UNSPECIFIED = 2
+_AVCOL_SPC_BT470BG = 5
+_AVCOL_RANGE_UNSPECIFIED = 0
 _AVCOL_PRI_BT709 = 1
 _AVCOL_TRC_BT709 = 1
 _AVCOL_RANGE_MPEG = 1
@@ -505,8 +508,8 @@ def probe_video(path: PathLike) -> VideoInfo:
 
 #: Colour spaces that swscale (and so ``VideoFrame.image``) decodes as BT.601: unspecified,
 #: BT.470BG and SMPTE 170M; ranges: unspecified (limited) and limited.
-_BT601_SPACES = frozenset({2, 5, _AVCOL_SPC_SMPTE170M})
-_LIMITED_RANGES = frozenset({0, _AVCOL_RANGE_MPEG})
+_BT601_SPACES = frozenset({_AVCOL_SPC_UNSPECIFIED, _AVCOL_SPC_BT470BG, _AVCOL_SPC_SMPTE170M})
+_LIMITED_RANGES = frozenset({_AVCOL_RANGE_UNSPECIFIED, _AVCOL_RANGE_MPEG})
 
 
 def _is_encoder_format(frame: av.VideoFrame) -> bool:
