@@ -416,13 +416,15 @@ def _full_size_result(full: np.ndarray, change: np.ndarray, base: np.ndarray, so
 def _downscale(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``image`` made smaller, averaging its pixels (a bilinear resize would alias fine texture).
 
-    OpenCV's area average is slow for ratios that are not whole numbers; between 1/2 and 1
-    the image is first resized bilinearly to twice ``size`` (an enlargement: no aliasing),
-    then averaged 2:1 (within a grey level or two of the direct average, a third of the time).
+    OpenCV's area average is slow for ratios that are not whole numbers: the image is first
+    resized bilinearly to a whole multiple ``m >= 2`` of ``size`` (an enlargement below
+    a ratio of 2; above it a reduction by less than 1.5, too mild to alias much), then
+    averaged ``m``:1 (within a grey level of the direct average, a third of the time or less).
     """
     w, h = size
-    if 2 * w >= image.shape[1] and 2 * h >= image.shape[0]:
-        image = cv2.resize(image, (2 * w, 2 * h), interpolation=cv2.INTER_LINEAR)
+    m = max(2, int(min(image.shape[1] / w, image.shape[0] / h)))
+    if (image.shape[1], image.shape[0]) != (m * w, m * h):
+        image = cv2.resize(image, (m * w, m * h), interpolation=cv2.INTER_LINEAR)
     return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
 
 
