@@ -6,7 +6,8 @@ Targets (swap issue): <= 1.0 s of processing per 1 s of video (decode -> encode)
 <= 0.5 with the template cache (``portraitfx swap prepare``).
 Baseline in the same run: the same clip decoded and re-encoded with no effect. Each
 end-to-end figure is the median of ``--repeat`` runs (best and worst shown too: the
-machine this was written on varies by +-20 % from minute to minute). The stage split
+machine this was written on varies by +-20 % from minute to minute), made in rounds of
+(copy, live, template) so each ratio to the copy compares runs made side by side. The stage split
 runs each stage alone, one frame at a time, so its sum is the CPU work per frame; the
 pipeline overlaps the stages on two cores.
 """
@@ -29,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--repeat", type=int, default=3, help="runs of each end-to-end figure (median and best)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs of each end-to-end figure (median and best)")
     args = ap.parse_args()
     os.environ.setdefault("PORTRAITFX_HOME", tempfile.mkdtemp(prefix="pfx-bench-"))
 
@@ -89,9 +90,6 @@ def main() -> int:
         split["encode"] = time.perf_counter() - t0
         del decoded, outs
 
-        def timed(fn) -> list[float]:
-            return [fn() for _ in range(runs)]
-
         def copy() -> float:
             t0 = time.perf_counter()
             base = process_video(clip, d / "copy.mp4", lambda f: f.image, progress=False)
@@ -101,7 +99,6 @@ def main() -> int:
             report = apply_to_file(effect, clip, d / "out.mp4", template=None)
             return report.seconds / report.media_seconds
 
-        copy_rates, live_rates = timed(copy), timed(live)
         # with the template cache: faces, occluders and motion prepared once
         t0 = time.perf_counter()
         tpl = prepare_template(clip, d / "clip.pfxtemplate", effect=effect.template_preparer())
@@ -111,7 +108,13 @@ def main() -> int:
             report = apply_to_file(effect, clip, d / "cached.mp4", template=tpl)
             return report.seconds / report.media_seconds
 
-        cached_rates = timed(cached)
+        # interleaved (copy, live, cached) rounds: the machine's speed drifts over minutes,
+        # and each ratio compares runs made side by side
+        copy_rates, live_rates, cached_rates = [], [], []
+        for _ in range(runs):
+            copy_rates.append(copy())
+            live_rates.append(live())
+            cached_rates.append(cached())
     live_rate, copy_rate, cached_rate = (statistics.median(r) for r in (live_rates, copy_rates, cached_rates))
 
     def spread(rates: list[float]) -> str:
@@ -126,13 +129,19 @@ def main() -> int:
         + ", ".join(f"{k} {v / n * 1000:.1f}" for k, v in split.items())
     )
     print(f"  baseline_copy_s_per_s (decode + encode, no effect): {copy_rate:.3f}  ({spread(copy_rates)})")
-    print(f"  live / copy: {live_rate / copy_rate:.2f}x")
+    print(f"  live / copy: {_paired(live_rates, copy_rates)}")
     print(
         f"swap_video_720p30_template_s_per_s: {cached_rate:.3f}  (target <= 0.5; {spread(cached_rates)}; "
         f"prepared once in {prepare_s:.1f} s)"
     )
-    print(f"  template / copy: {cached_rate / copy_rate:.2f}x")
+    print(f"  template / copy: {_paired(cached_rates, copy_rates)}")
     return 0
+
+
+def _paired(rates: list[float], baseline: list[float]) -> str:
+    """The median of the per-round ratios (each run against the copy run just before it)."""
+    ratios = [a / b for a, b in zip(rates, baseline, strict=True)]
+    return f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
 
 
 if __name__ == "__main__":

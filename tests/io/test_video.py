@@ -305,6 +305,21 @@ def test_frame_count_from_header_and_from_packets(tmp_path: Path, frames: list[n
     assert info.duration == pytest.approx(20 / FPS, abs=0.05)
 
 
+def test_probe_is_remembered_until_the_file_changes(tmp_path: Path, frames: list[np.ndarray]) -> None:
+    """A runtime probes a clip and then opens its reader: the second probe is free, and a
+    clip written again under the same name is probed afresh."""
+    clip = clipmaker.make_clip(tmp_path / "a.mp4", frames, fps=FPS)
+    first = probe_video(clip)
+    with VideoReader(clip) as reader:
+        assert probe_video(clip) is first and reader.info is first
+    link = tmp_path / "link.mp4"
+    link.symlink_to(clip)
+    assert probe_video(link).path == link and probe_video(link).frame_count == first.frame_count
+    clipmaker.make_clip(tmp_path / "b.mp4", frames[:10], fps=FPS).replace(clip)
+    again = probe_video(clip)
+    assert again is not first and again.frame_count == 10
+
+
 # --------------------------------------------------------------------------- bad inputs
 
 
