@@ -269,7 +269,7 @@ class I420Image:
         y, u, v = _i420_planes(data, width, height)
         for box in boxes:
             x0, y0 = max(int(box[0]), 0) & ~1, max(int(box[1]), 0) & ~1
-            x1, y1 = min(int(box[2]) + 1 & ~1, width), min(int(box[3]) + 1 & ~1, height)
+            x1, y1 = min((int(box[2]) + 1) & ~1, width), min((int(box[3]) + 1) & ~1, height)
             if x1 <= x0 or y1 <= y0:
                 continue
             part = _rgb_to_i420(np.ascontiguousarray(image[y0:y1, x0:x1]))
@@ -497,7 +497,7 @@ def probe_video(path: PathLike) -> VideoInfo:
     p = check_input_path(path, "video")
     try:
         st = os.stat(p)
-        key: tuple[Any, ...] | None = (str(p.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        key: tuple[int, ...] | None = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     except OSError:
         key = None
     with _probe_lock:
@@ -518,8 +518,8 @@ def probe_video(path: PathLike) -> VideoInfo:
     return info
 
 
-#: Probed clips by (path, device, inode, size, modification time): a file that changes is probed again.
-_probe_cache: dict[tuple[Any, ...], VideoInfo] = {}
+#: Probed clips by (device, inode, size, modification time): a file that changes is probed again.
+_probe_cache: dict[tuple[int, ...], VideoInfo] = {}
 _probe_lock = threading.Lock()
 _PROBE_CACHE_SIZE = 32
 

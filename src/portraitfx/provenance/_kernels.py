@@ -62,6 +62,16 @@ def _half_row(mask: np.ndarray, r: int, factor: np.float32, v: np.ndarray) -> No
     v[mw + 1] = v[mw]
 
 
+@nb.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _taps(v: np.ndarray, k: int) -> tuple[np.float32, np.float32]:
+    """The two output pixels ``2k`` and ``2k + 1`` of a row ``v`` (see :func:`_half_row`)
+    upsampled 2x horizontally."""
+    return (
+        np.float32(0.25) * v[k] + np.float32(0.75) * v[k + 1],
+        np.float32(0.75) * v[k + 1] + np.float32(0.25) * v[k + 2],
+    )
+
+
 @nb.njit(cache=True, nogil=True, fastmath=True)
 def sum_squares_2x(mask: np.ndarray, pattern: np.ndarray) -> float:
     """Sum of ``(up(mask) * pattern)²`` over the picture; ``pattern`` is twice ``mask``'s size."""
@@ -74,8 +84,7 @@ def sum_squares_2x(mask: np.ndarray, pattern: np.ndarray) -> float:
         p = pattern[r]
         acc = np.float32(0.0)
         for k in range(mw):
-            m0 = np.float32(0.25) * v[k] + np.float32(0.75) * v[k + 1]
-            m1 = np.float32(0.75) * v[k + 1] + np.float32(0.25) * v[k + 2]
+            m0, m1 = _taps(v, k)
             d0, d1 = m0 * p[2 * k], m1 * p[2 * k + 1]
             acc += d0 * d0 + d1 * d1
         total += acc
@@ -93,8 +102,9 @@ def delta_2x(mask: np.ndarray, pattern: np.ndarray, factor: float) -> np.ndarray
         _half_row(mask, r, np.float32(factor), v)
         p, o = pattern[r], out[r]
         for k in range(mw):
-            o[2 * k] = (np.float32(0.25) * v[k] + np.float32(0.75) * v[k + 1]) * p[2 * k]
-            o[2 * k + 1] = (np.float32(0.75) * v[k + 1] + np.float32(0.25) * v[k + 2]) * p[2 * k + 1]
+            m0, m1 = _taps(v, k)
+            o[2 * k] = m0 * p[2 * k]
+            o[2 * k + 1] = m1 * p[2 * k + 1]
     return out
 
 
@@ -110,7 +120,8 @@ def add_2x(plane: np.ndarray, mask: np.ndarray, pattern: np.ndarray, factor: flo
         p, y = pattern[r], plane[r]
         for k in range(mw):
             c = 2 * k
-            x0 = np.float32(y[c]) + (np.float32(0.25) * v[k] + np.float32(0.75) * v[k + 1]) * p[c]
-            x1 = np.float32(y[c + 1]) + (np.float32(0.75) * v[k + 1] + np.float32(0.25) * v[k + 2]) * p[c + 1]
+            m0, m1 = _taps(v, k)
+            x0 = np.float32(y[c]) + m0 * p[c]
+            x1 = np.float32(y[c + 1]) + m1 * p[c + 1]
             y[c] = np.uint8(min(max(x0 + half, lo), hi))
             y[c + 1] = np.uint8(min(max(x1 + half, lo), hi))
